@@ -1,0 +1,46 @@
+"""pd4ml — physics data for machine learning.
+
+One-line access to the benchmark datasets of fundamental physics, fetched lazily from their
+official versioned archives, verified, and cached once as memory-mappable arrays::
+
+    import pd4ml
+    X, y = pd4ml.load("top_tagging", "train")
+    pd4ml.datasets()          # registered dataset classes, in order
+    pd4ml.get("TopTagging")   # a class by name or alias
+
+Configuration is by environment variables (``PD4ML_DATA_DIR``, ``PD4ML_SHARED_DATA``,
+``PD4ML_MIRROR``, ``PD4ML_OFFLINE``); see :mod:`pd4ml.config`.
+"""
+
+from pd4ml._version import __version__
+from pd4ml.citation import cite
+from pd4ml.config import Settings
+from pd4ml.datasets import Dataset, LoadMetadata, LoadResult, datasets, get, load
+from pd4ml.errors import (
+    ChecksumMismatchError,
+    ConversionError,
+    DownloadError,
+    OfflineError,
+    Pd4mlError,
+    UnavailableError,
+    UnknownNameError,
+)
+
+__all__ = [
+    "ChecksumMismatchError",
+    "ConversionError",
+    "Dataset",
+    "DownloadError",
+    "LoadMetadata",
+    "LoadResult",
+    "OfflineError",
+    "Pd4mlError",
+    "Settings",
+    "UnavailableError",
+    "UnknownNameError",
+    "__version__",
+    "cite",
+    "datasets",
+    "get",
+    "load",
+]

@@ -1,0 +1,213 @@
+"""Where things live on disk, and how they get there atomically.
+
+Layout under a cache root (the writable user cache, or a read-only shared root)::
+
+    <root>/<dataset>/<version>/raw/<key>                     verified archive files
+    <root>/<dataset>/<version>/raw/.pd4ml/<key>.stamp.json   what was verified (size, mtime, checksum)
+    <root>/<dataset>/<version>/raw/.pd4ml/<key>.part         an interrupted download (resumable)
+    <root>/<dataset>/<version>/record.json                   checksums taken from the record API
+    <root>/<dataset>/<version>/arrays/<split>/<name>.npy     converted arrays (+ meta.json)
+    <root>/<dataset>/<version>/prepared/<key>/...            preprocessed arrays
+
+Everything that is produced is produced under a temporary name and renamed into place, so a
+killed process never leaves a half-written file or directory under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pd4ml.config import Settings
+from pd4ml.manifest import safe_key
+
+STATE_DIR = ".pd4ml"
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Proof that a file was verified: its size and mtime then, and the checksum it matched.
+
+    A warm load compares size and mtime with ``os.stat`` and trusts the stamp instead of
+    re-reading the file; ``pd4ml verify`` re-hashes on demand.
+    """
+
+    checksum: str
+    size: int
+    mtime_ns: int
+    origin: str
+    url: str | None
+    verified_at: float
+
+    def matches(self, path: Path) -> bool:
+        """True when ``path`` still has the size and mtime it had when verified."""
+        try:
+            status = path.stat()
+        except OSError:
+            return False
+        return status.st_size == self.size and status.st_mtime_ns == self.mtime_ns
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=1, sort_keys=True)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def read_json(path: Path) -> Any | None:
+    """Parsed JSON from ``path``, or ``None`` when it is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``final``; rename it to ``final`` on success.
+
+    On an exception the temporary directory is removed and ``final`` is untouched. If ``final``
+    appeared meanwhile (another process won the race), it is replaced.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield temporary
+        if final.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+            os.replace(final, trash / final.name)
+            os.replace(temporary, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(temporary, final)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+class Cache:
+    """Paths of the user cache and the read-only shared layers for given :class:`Settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.data_dir
+
+    # -- layout -----------------------------------------------------------------------------
+    def version_dir(self, dataset: str, version: str, root: Path | None = None) -> Path:
+        """``<root>/<dataset>/<version>`` (user cache unless ``root`` is given)."""
+        safe_key(dataset)
+        safe_key(version)
+        return (root or self.root) / dataset / version
+
+    def raw_path(self, dataset: str, version: str, key: str, root: Path | None = None) -> Path:
+        """Final location of an archive file."""
+        return self.version_dir(dataset, version, root) / "raw" / safe_key(key)
+
+    def state_path(self, raw_path: Path, suffix: str) -> Path:
+        """A bookkeeping file beside a raw file (stamp, partial download, lock)."""
+        return raw_path.parent / STATE_DIR / f"{raw_path.name}{suffix}"
+
+    def arrays_dir(self, dataset: str, version: str, root: Path | None = None) -> Path:
+        """Directory of the converted arrays of a dataset version."""
+        return self.version_dir(dataset, version, root) / "arrays"
+
+    def record_path(self, dataset: str, version: str) -> Path:
+        """Where checksums taken from the archive's record API are recorded."""
+        return self.version_dir(dataset, version) / "record.json"
+
+    def shared_roots(self) -> tuple[Path, ...]:
+        """The read-only layers, in search order."""
+        return self.settings.shared_dirs
+
+    # -- stamps -----------------------------------------------------------------------------
+    def _shared_stamp_path(self, path: Path) -> Path:
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+        return self.root / STATE_DIR / "shared-stamps" / f"{digest}.json"
+
+    def stamp_locations(self, path: Path) -> list[Path]:
+        """Where a stamp for ``path`` may live: beside it, or (for a read-only file) in the cache."""
+        return [self.state_path(path, ".stamp.json"), self._shared_stamp_path(path)]
+
+    def read_stamp(self, path: Path) -> Stamp | None:
+        """The stamp of ``path`` if one exists and still matches size and mtime."""
+        for location in self.stamp_locations(path):
+            payload = read_json(location)
+            if not isinstance(payload, dict):
+                continue
+            try:
+                stamp = Stamp(**payload)
+            except TypeError:
+                continue
+            if stamp.matches(path):
+                return stamp
+        return None
+
+    def write_stamp(
+        self, path: Path, checksum: str, origin: str, url: str | None = None
+    ) -> Stamp:
+        """Record that ``path`` was verified; beside it if writable, else in the user cache."""
+        status = path.stat()
+        stamp = Stamp(
+            checksum=checksum,
+            size=status.st_size,
+            mtime_ns=status.st_mtime_ns,
+            origin=origin,
+            url=url,
+            verified_at=time.time(),
+        )
+        beside, in_cache = self.stamp_locations(path)
+        try:
+            write_json_atomic(beside, asdict(stamp))
+        except OSError:
+            write_json_atomic(in_cache, asdict(stamp))
+        return stamp
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def usage(self) -> dict[tuple[str, str], int]:
+        """Bytes used per (dataset, version) in the user cache."""
+        sizes: dict[tuple[str, str], int] = {}
+        if not self.root.is_dir():
+            return sizes
+        for dataset_dir in sorted(self.root.iterdir()):
+            if not dataset_dir.is_dir() or dataset_dir.name.startswith("."):
+                continue
+            for version_dir in sorted(dataset_dir.iterdir()):
+                if version_dir.is_dir():
+                    sizes[(dataset_dir.name, version_dir.name)] = directory_size(version_dir)
+        return sizes
+
+    def partial_files(self) -> list[Path]:
+        """Interrupted downloads and abandoned temporary directories in the user cache."""
+        if not self.root.is_dir():
+            return []
+        found = [path for path in self.root.rglob("*.part") if path.parent.name == STATE_DIR]
+        found += [path for path in self.root.rglob(".*.tmp-*") if path.is_dir()]
+        return sorted(found)
+
+
+def directory_size(path: Path) -> int:
+    """Total size of the regular files below ``path`` in bytes."""
+    total = 0
+    for directory, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(directory, name)).st_size
+    return total

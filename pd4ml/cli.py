@@ -1,0 +1,339 @@
+"""The ``pd4ml`` command line (also ``python -m pd4ml`` and ``pd4ml-hep``).
+
+Commands: ``list``, ``info NAME``, ``download NAME… | --all``, ``verify [NAME]``, ``urls NAME``,
+``import NAME DIR``, ``cite [NAME]``, ``cache [clean]`` and ``demo``. Exit codes: 0 success,
+1 a failed download/verification/import, 2 a usage error (unknown name, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from pd4ml._version import __version__
+from pd4ml.cache import Cache
+from pd4ml.config import Settings
+from pd4ml.errors import Pd4mlError, UnknownNameError
+from pd4ml.fetch import Fetcher
+from pd4ml.fetch.archives import archive_urls
+from pd4ml.manifest import DatasetManifest, bundled_manifests, find_manifest
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def human_size(size: int | None) -> str:
+    """``1.6 GB``-style sizes (decimal units, as archives print them)."""
+    if size is None:
+        return "unknown"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+def render_info(manifest: DatasetManifest) -> str:
+    """A plain-text card of a dataset: description, versions, files, checksums, DOI, licence."""
+    lines = [
+        f"{manifest.display_name} ({manifest.name}) — {manifest.task}",
+        "",
+        manifest.description,
+        "",
+        f"licence: {manifest.licence}",
+    ]
+    if manifest.aliases:
+        lines.append(f"aliases: {', '.join(manifest.aliases)}")
+    if manifest.homepage:
+        lines.append(f"homepage: {manifest.homepage}")
+    for version in manifest.versions:
+        source = version.source
+        default = " (default)" if version.name == manifest.default_version else ""
+        lines += ["", f"version {version.name}{default}: {version.title}"]
+        where = f"{source.kind}" + (f" record {source.record}" if source.record else "")
+        lines.append(f"  archive: {where}; status: {source.status}")
+        if source.status_note:
+            lines.append(f"  note: {source.status_note}")
+        if source.doi:
+            lines.append(f"  DOI: {source.doi}")
+        if source.concept_doi:
+            lines.append(f"  concept DOI (all versions): {source.concept_doi}")
+        if version.synthetic:
+            lines.append("  SYNTHETIC test data")
+        for entry in version.files:
+            checksums = ", ".join(map(str, entry.checksums)) or "taken from the record API"
+            if entry.checksum_origin == "third-party":
+                checksums += " (from a third party; the record API is checked first)"
+            if entry.checksum_origin == "none":
+                checksums = "none published (sha256 recorded on first download)"
+            feeds = f" → {', '.join(entry.feeds)}" if entry.feeds else ""
+            lines.append(f"  - {entry.key}  {human_size(entry.size)}  {checksums}{feeds}")
+            if entry.note:
+                lines.append(f"      {entry.note}")
+    return "\n".join(lines) + "\n"
+
+
+def _manifests(names: Sequence[str]) -> list[DatasetManifest]:
+    return [find_manifest(name) for name in names]
+
+
+def _command_list(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    fetcher = Fetcher(settings)
+    table = Table(title=f"pd4ml {__version__} datasets (cache: {settings.data_dir})")
+    for column in ("dataset", "name", "task", "version", "size", "cached", "archive"):
+        table.add_column(column)
+    for manifest in bundled_manifests().values():
+        version = manifest.version()
+        stamped = [fetcher.is_cached(manifest, version, entry) for entry in version.files]
+        cached = "yes" if all(stamped) else ("partly" if any(stamped) else "no")
+        table.add_row(
+            manifest.display_name,
+            manifest.name,
+            manifest.task,
+            version.name,
+            human_size(version.total_size),
+            cached,
+            version.source.status,
+        )
+    console.print(table)
+    return 0
+
+
+def _command_info(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    console.print(render_info(find_manifest(args.name)), markup=False, highlight=False)
+    return 0
+
+
+def _command_download(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    if not args.all and not args.names:
+        raise UnknownNameError("name at least one dataset, or use --all")
+    manifests = list(bundled_manifests().values()) if args.all else _manifests(args.names)
+    fetcher = Fetcher(settings)
+    failures = 0
+    for manifest in manifests:
+        version = manifest.version(args.version)
+        if args.all and version.source.status == "unpublished":
+            console.print(f"{manifest.name}: skipped ({version.source.status_note})")
+            continue
+        try:
+            files = fetcher.fetch(manifest, version, force=args.force)
+        except Pd4mlError as error:
+            failures += 1
+            console.print(f"[red]{manifest.name}: {error}[/red]", highlight=False)
+            continue
+        for key, local in files.items():
+            console.print(f"{manifest.name} {version.name} {key}: {local.origin}, {local.checksum}")
+    return EXIT_FAILURE if failures else 0
+
+
+def _command_verify(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    manifests = _manifests(args.names) if args.names else list(bundled_manifests().values())
+    fetcher = Fetcher(settings)
+    bad = 0
+    checked = 0
+    for manifest in manifests:
+        for version in manifest.versions:
+            for key, path, status in fetcher.verify(manifest, version):
+                if status == "missing":
+                    continue
+                checked += 1
+                ok = status == "ok"
+                bad += not ok
+                colour = "green" if ok else "red"
+                console.print(f"[{colour}]{status}[/{colour}] {manifest.name} {version.name} {key} ({path})", highlight=False)
+    if not checked:
+        console.print("nothing cached to verify")
+    return EXIT_FAILURE if bad else 0
+
+
+def _command_urls(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    manifest = find_manifest(args.name)
+    version = manifest.version(args.version)
+    cache = Cache(settings)
+    for entry in version.files:
+        urls = [*entry.mirrors, *(archive_urls(version, entry, settings) if version.source.status != "unpublished" else [])]
+        checksums = " ".join(map(str, entry.checksums)) or "(checksum: from the record API)"
+        if args.plain:
+            for url in urls:
+                print(f"{url}\t{checksums}\t{entry.size if entry.size is not None else ''}\t{entry.key}")
+            continue
+        console.print(f"{entry.key}  ({human_size(entry.size)})", highlight=False)
+        console.print(f"  checksums: {checksums}", highlight=False)
+        for url in urls:
+            console.print(f"  {url}", highlight=False, soft_wrap=True)
+        if not urls:
+            console.print(f"  no public URL: {version.source.status_note}", highlight=False)
+        target = cache.raw_path(manifest.name, version.name, entry.key)
+        console.print(f"  cache location: {target}", highlight=False, soft_wrap=True)
+    if not args.plain:
+        console.print(
+            f"\nAfter downloading them elsewhere: pd4ml import {manifest.name} DIR", highlight=False
+        )
+    return 0
+
+
+def _command_import(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    manifest = find_manifest(args.name)
+    imported = Fetcher(settings).import_directory(manifest, Path(args.directory), args.version)
+    for key, local in imported.items():
+        console.print(f"imported {key} → {local.path} ({local.checksum})", highlight=False)
+    version = manifest.version(args.version)
+    missing = [entry.key for entry in version.files if entry.key not in imported]
+    if missing:
+        console.print(f"still missing: {', '.join(missing)}", highlight=False)
+    return 0
+
+
+def _command_cite(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from pd4ml.citation import package_bibtex
+
+    text = find_manifest(args.name).bibtex() + "\n" + package_bibtex() if args.name else package_bibtex()
+    print(text, end="")
+    return 0
+
+
+def _command_cache(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    cache = Cache(settings)
+    if args.action == "clean":
+        return _clean_cache(args, cache, console)
+    console.print(f"cache: {cache.root}", highlight=False)
+    for root in cache.shared_roots():
+        console.print(f"shared (read-only): {root}", highlight=False)
+    usage = cache.usage()
+    table = Table()
+    for column in ("dataset", "version", "size"):
+        table.add_column(column)
+    for (dataset, version), size in usage.items():
+        table.add_row(dataset, version, human_size(size))
+    table.add_row("total", "", human_size(sum(usage.values())))
+    console.print(table)
+    partial = cache.partial_files()
+    if partial:
+        console.print(f"{len(partial)} interrupted download(s): `pd4ml cache clean --partial`")
+    return 0
+
+
+def _clean_cache(args: argparse.Namespace, cache: Cache, console: Console) -> int:
+    if args.partial:
+        for path in cache.partial_files():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            console.print(f"removed {path}", highlight=False)
+        return 0
+    if not args.names and not args.all:
+        raise UnknownNameError("name the dataset(s) to remove from the cache, or use --all")
+    targets = (
+        [cache.root / m.name for m in bundled_manifests().values()]
+        if args.all
+        else [cache.root / find_manifest(name).name for name in args.names]
+    )
+    for target in targets:
+        if target.exists():
+            shutil.rmtree(target)
+            console.print(f"removed {target}", highlight=False)
+    return 0
+
+
+def _command_demo(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from pd4ml.testing.demo import run_demo
+
+    report = run_demo(Path(args.cache_dir) if args.cache_dir else None)
+    X, y = report.cold
+    console.print("pd4ml demo: a SYNTHETIC dataset served by the loopback archive server", highlight=False)
+    console.print(
+        f"cold load (record → download → sha256 → convert → mmap): {report.cold_seconds:.3f} s; "
+        f"warm load: {report.warm_seconds * 1000:.2f} ms; HTTP requests: {report.requests}",
+        highlight=False,
+    )
+    console.print(
+        f"X[0] {X[0].shape} {X[0].dtype}, y {y.shape}; source={report.cold.metadata.source}, "
+        f"synthetic={report.cold.metadata.synthetic}, memory-mapped={hasattr(X[0], 'filename')}",
+        highlight=False,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``pd4ml`` command."""
+    parser = argparse.ArgumentParser(
+        prog="pd4ml", description="Physics data for machine learning: datasets, cache, citations."
+    )
+    parser.add_argument("--version", action="version", version=f"pd4ml-hep {__version__}")
+    parser.add_argument("--data-dir", help="cache directory (default: PD4ML_DATA_DIR or user cache)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    commands.add_parser("list", help="datasets: task, version, size, cached?")
+    info = commands.add_parser("info", help="description, files, checksums, DOI, licence")
+    info.add_argument("name")
+    download = commands.add_parser("download", help="fetch and verify datasets")
+    download.add_argument("names", nargs="*", metavar="NAME")
+    download.add_argument("--all", action="store_true", help="every dataset with a public archive")
+    download.add_argument("--version", dest="version", default=None)
+    download.add_argument("--force", action="store_true", help="download again even if cached")
+    verify = commands.add_parser("verify", help="re-hash cached files against their checksums")
+    verify.add_argument("names", nargs="*", metavar="NAME")
+    urls = commands.add_parser("urls", help="URLs and checksums for a manual download elsewhere")
+    urls.add_argument("name")
+    urls.add_argument("--version", dest="version", default=None)
+    urls.add_argument("--plain", action="store_true", help="tab-separated: url, checksums, size, key")
+    importing = commands.add_parser("import", help="verify files fetched elsewhere, place them in the cache")
+    importing.add_argument("name")
+    importing.add_argument("directory")
+    importing.add_argument("--version", dest="version", default=None)
+    cite = commands.add_parser("cite", help="BibTeX for a dataset (or for pd4ml)")
+    cite.add_argument("name", nargs="?")
+    cache = commands.add_parser("cache", help="where the cache is, how big; clean it")
+    cache.add_argument("action", nargs="?", choices=["info", "clean"], default="info")
+    cache.add_argument("names", nargs="*", metavar="NAME")
+    cache.add_argument("--all", action="store_true", help="clean: every dataset")
+    cache.add_argument("--partial", action="store_true", help="clean: interrupted downloads only")
+    demo = commands.add_parser("demo", help="offline demo through the loopback archive server")
+    demo.add_argument("--cache-dir", default=None, help="keep the demo cache here")
+    return parser
+
+
+_COMMANDS = {
+    "list": _command_list,
+    "info": _command_info,
+    "download": _command_download,
+    "verify": _command_verify,
+    "urls": _command_urls,
+    "import": _command_import,
+    "cite": _command_cite,
+    "cache": _command_cache,
+    "demo": _command_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    settings = Settings.from_env(args.data_dir)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    try:
+        return _COMMANDS[args.command](args, settings, console)
+    except UnknownNameError as error:
+        print(f"pd4ml: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Pd4mlError as error:
+        print(f"pd4ml: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("pd4ml: interrupted (partial downloads resume next time)", file=sys.stderr)
+        return 130

@@ -1,0 +1,470 @@
+"""The dataset base class, the ordered registry, and the ``load`` contract.
+
+A dataset is a subclass of :class:`Dataset` that knows how to convert its official raw files
+into arrays (:meth:`Dataset.convert`) and which splits exist. Everything else is shared:
+
+* ``load(split)`` fetches the files feeding that split (verified, see :mod:`pd4ml.fetch`),
+  converts them once into ``.npy`` arrays under the cache (atomically, under a lock), and
+  returns read-only memory maps: nothing is read into RAM, and a warm load is instant.
+* The result unpacks like the original pd4ml, ``X, y = TopTagging.load("train")`` with ``X`` a
+  list of arrays, and also carries the sample weights and the provenance metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from pd4ml._version import __version__
+from pd4ml._logging import get_logger
+from pd4ml.cache import Cache, read_json, write_json_atomic
+from pd4ml.config import Settings
+from pd4ml.errors import ConversionError, UnknownNameError
+from pd4ml.fetch import Fetcher, LocalFile
+from pd4ml.manifest import DatasetManifest, DatasetVersion, get_manifest
+from pd4ml.naming import closest_hint, normalise_name
+
+log = get_logger("datasets")
+_T = TypeVar("_T")
+
+
+class classproperty(Generic[_T]):  # noqa: N801 - reads like the built-in ``property``
+    """A read-only property on the class (``TopTagging.description``)."""
+
+    def __init__(self, getter: Callable[[Any], _T]) -> None:
+        self.getter = getter
+        self.__doc__ = getter.__doc__
+
+    def __get__(self, instance: object, owner: type) -> _T:
+        return self.getter(owner)
+
+
+@dataclass(frozen=True)
+class LoadMetadata:
+    """Provenance of a loaded split.
+
+    ``source`` says where the raw files came from: ``archive``, ``mirror``, ``shared``,
+    ``import`` or ``synthetic`` (generated test data, never a real measurement).
+    """
+
+    dataset: str
+    version: str
+    split: str
+    n_events: int
+    doi: str | None
+    source: str
+    synthetic: bool
+    files: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """Arrays of one split: unpacks as ``(X, y)`` like the original pd4ml.
+
+    ``X`` is a list of read-only memory-mapped arrays (one per input, shapes documented by each
+    dataset), ``y`` the labels (or regression targets) of shape ``(n_events,)``, ``weights`` the
+    per-event sample weights or ``None``, ``names`` the names of the arrays in ``X``.
+    """
+
+    X: list[np.ndarray]
+    y: np.ndarray
+    weights: np.ndarray | None
+    names: tuple[str, ...]
+    metadata: LoadMetadata
+    extra: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Any]:
+        yield self.X
+        yield self.y
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, int):
+            return (self.X, self.y)[key]
+        if key in self.names:
+            return self.X[self.names.index(key)]
+        if key in self.extra:
+            return self.extra[key]
+        raise KeyError(f"no array {key!r}; arrays: {list(self.names) + list(self.extra)}")
+
+    @property
+    def n_events(self) -> int:
+        """Number of events in the split (after ``max_events``)."""
+        return int(self.y.shape[0])
+
+
+class ArrayWriter:
+    """Collects the arrays a converter produces, split by split, as ``.npy`` files.
+
+    Use :meth:`empty` to fill big arrays chunk by chunk (a memory-mapped ``.npy``), or
+    :meth:`save` for small ones; then :meth:`describe` each split.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.splits: dict[str, dict[str, Any]] = {}
+
+    def _path(self, split: str, name: str) -> Path:
+        folder = self.directory / split
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}.npy"
+
+    def empty(
+        self, split: str, name: str, shape: Sequence[int], dtype: np.dtype[Any] | type | str
+    ) -> np.memmap[Any, Any]:
+        """A writable memory-mapped array that becomes ``<split>/<name>.npy``."""
+        return npy_format.open_memmap(
+            self._path(split, name), mode="w+", dtype=np.dtype(dtype), shape=tuple(shape)
+        )
+
+    def save(self, split: str, name: str, array: np.ndarray) -> None:
+        """Write a whole array as ``<split>/<name>.npy``."""
+        np.save(self._path(split, name), np.ascontiguousarray(array), allow_pickle=False)
+
+    def path(self, split: str, name: str) -> Path:
+        """Where array ``name`` of ``split`` is written (for converters that stream into it)."""
+        return self._path(split, name)
+
+    def describe(
+        self,
+        split: str,
+        *,
+        features: Sequence[str],
+        labels: str,
+        weights: str | None = None,
+        extra: Sequence[str] = (),
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Declare which arrays of ``split`` are the inputs X (in order), labels and weights."""
+        for name in (*features, labels, *([weights] if weights else []), *extra):
+            if not (self.directory / split / f"{name}.npy").is_file():
+                raise ConversionError(f"converter declared array {split}/{name} but did not write it")
+        self.splits[split] = {
+            "features": list(features),
+            "labels": labels,
+            "weights": weights,
+            "extra": list(extra),
+            "info": dict(info or {}),
+        }
+
+
+class Dataset:
+    """Base class of every dataset. Subclasses set :attr:`name` and implement :meth:`convert`.
+
+    Subclasses register themselves (in definition order) unless declared with
+    ``class Mine(Dataset, register=False)``.
+    """
+
+    name: ClassVar[str]
+    """The manifest name, e.g. ``"top_tagging"``."""
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    """The valid split names."""
+    split_aliases: ClassVar[Mapping[str, str]] = {}
+    """Other accepted names, e.g. ``{"val": "validation"}``."""
+    converter_version: ClassVar[int] = 1
+    """Bump when :meth:`convert` changes its output; cached arrays are rebuilt."""
+    manifest_override: ClassVar[DatasetManifest | None] = None
+    """A manifest given in code (tests, demos) instead of the bundled TOML file."""
+
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if register:
+            _register(cls)
+
+    # -- facts from the manifest --------------------------------------------------------------
+    @classmethod
+    def manifest(cls) -> DatasetManifest:
+        """The dataset's manifest."""
+        return cls.manifest_override or get_manifest(cls.name)
+
+    @classproperty
+    def description(cls) -> str:
+        """One paragraph on the physics, the task and the labels."""
+        return cls.manifest().description  # type: ignore[attr-defined,no-any-return]
+
+    @classmethod
+    def info(cls) -> str:
+        """A human-readable card: description, versions, files, checksums, DOI, licence."""
+        from pd4ml.cli import render_info
+
+        return render_info(cls.manifest())
+
+    @classmethod
+    def cite(cls) -> str:
+        """BibTeX for the dataset (its DOI record and papers) and for pd4ml."""
+        from pd4ml.citation import package_bibtex
+
+        return cls.manifest().bibtex() + "\n" + package_bibtex()
+
+    # -- splits ------------------------------------------------------------------------------
+    @classmethod
+    def resolve_split(cls, split: str) -> str:
+        """The canonical split name for ``split`` (aliases and case accepted)."""
+        if split in cls.splits:
+            return split
+        by_normal = {normalise_name(name): name for name in cls.splits}
+        by_normal.update({normalise_name(alias): name for alias, name in cls.split_aliases.items()})
+        found = by_normal.get(normalise_name(str(split)))
+        if found is not None:
+            return found
+        known = list(cls.splits) + list(cls.split_aliases)
+        raise UnknownNameError(
+            f"{cls.manifest().display_name} has no split {split!r}{closest_hint(str(split), known)}; "
+            f"splits: {', '.join(cls.splits)}"
+        )
+
+    @classmethod
+    def files_for_split(cls, version: DatasetVersion, split: str) -> list[str]:
+        """Keys of the raw files that feed ``split`` (a file without ``feeds`` feeds all)."""
+        return [entry.key for entry in version.files if not entry.feeds or split in entry.feeds]
+
+    # -- conversion --------------------------------------------------------------------------
+    @classmethod
+    def convert(
+        cls, raw_files: Mapping[str, Path], version: DatasetVersion, writer: ArrayWriter, split: str
+    ) -> None:
+        """Convert raw files into arrays; must write and :meth:`ArrayWriter.describe` ``split``.
+
+        ``raw_files`` maps file keys to verified local paths (the files feeding ``split``). A
+        converter may write other splits from the same files too (one pass over a shared file).
+        """
+        raise NotImplementedError(f"{cls.__name__} does not define convert()")
+
+    # -- loading -----------------------------------------------------------------------------
+    @classmethod
+    def download(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        force_download: bool = False,
+        *,
+        version: str | None = None,
+        settings: Settings | None = None,
+    ) -> dict[str, LocalFile]:
+        """Fetch and verify every raw file of a version (without converting)."""
+        manifest = cls.manifest()
+        fetcher = Fetcher(settings or Settings.from_env(path))
+        return fetcher.fetch(manifest, manifest.version(version), force=force_download)
+
+    @classmethod
+    def load(
+        cls,
+        split: str = "train",
+        path: str | os.PathLike[str] | None = None,
+        force_download: bool = False,
+        *,
+        version: str | None = None,
+        max_events: int | None = None,
+        settings: Settings | None = None,
+    ) -> LoadResult:
+        """Load one split as read-only memory maps.
+
+        Args:
+            split: a split name (see :attr:`splits`); a typo gets the closest valid name.
+            path: cache directory (the original pd4ml's argument; default ``PD4ML_DATA_DIR`` or
+                the platform's user cache dir).
+            force_download: download and convert again even if cached.
+            version: a version name from the manifest (default: the manifest's default).
+            max_events: return only the first ``max_events`` events (no full read).
+            settings: explicit :class:`~pd4ml.config.Settings` (overrides ``path``).
+
+        Returns:
+            A :class:`LoadResult` that unpacks as ``(X, y)``.
+        """
+        split = cls.resolve_split(split)
+        settings = settings or Settings.from_env(path)
+        manifest = cls.manifest()
+        dataset_version = manifest.version(version)
+        split_dir = cls._split_directory(settings, dataset_version, split)
+        if split_dir is None or force_download:
+            split_dir = cls._build_split(settings, dataset_version, split, force_download)
+        return cls._open_split(split_dir, dataset_version, split, max_events)
+
+    @classmethod
+    def _split_directory(
+        cls, settings: Settings, version: DatasetVersion, split: str
+    ) -> Path | None:
+        """A complete, current converted split in a shared layer or the user cache."""
+        cache = Cache(settings)
+        for root in (*settings.shared_dirs, settings.data_dir):
+            directory = cache.arrays_dir(cls.manifest().name, version.name, root) / split
+            meta = read_json(directory / "meta.json")
+            if isinstance(meta, dict) and meta.get("converter_version") == cls.converter_version:
+                return directory
+        return None
+
+    @classmethod
+    def _build_split(
+        cls, settings: Settings, version: DatasetVersion, split: str, force: bool
+    ) -> Path:
+        from pd4ml.fetch.locking import exclusive
+
+        manifest = cls.manifest()
+        fetcher = Fetcher(settings)
+        keys = cls.files_for_split(version, split)
+        local = fetcher.fetch(manifest, version, keys, force=force)
+        cache = Cache(settings)
+        arrays = cache.arrays_dir(manifest.name, version.name)
+        lock = cache.version_dir(manifest.name, version.name) / ".pd4ml" / "convert.lock"
+        with exclusive(lock, f"conversion of {manifest.name} {version.name}"):
+            if not force:
+                existing = cls._split_directory(settings, version, split)
+                if existing is not None:
+                    return existing
+            arrays.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=arrays))
+            try:
+                writer = ArrayWriter(staging)
+                started = time.monotonic()
+                log.info("converting %s %s (%s)", manifest.name, version.name, split)
+                cls.convert({key: item.path for key, item in local.items()}, version, writer, split)
+                if split not in writer.splits:
+                    raise ConversionError(f"{cls.__name__}.convert did not produce split {split!r}")
+                sources = sorted({item.origin for item in local.values()})
+                for written, description in writer.splits.items():
+                    meta = {
+                        **description,
+                        "dataset": manifest.name,
+                        "version": version.name,
+                        "split": written,
+                        "converter_version": cls.converter_version,
+                        "pd4ml_version": __version__,
+                        "synthetic": version.synthetic,
+                        "source": "synthetic" if version.synthetic else "+".join(sources),
+                        "files": {key: item.checksum for key, item in local.items()},
+                        "converted_at": time.time(),
+                    }
+                    write_json_atomic(staging / written / "meta.json", meta)
+                    _replace_directory(staging / written, arrays / written)
+                log.info("converted in %.1f s", time.monotonic() - started)
+            except ConversionError:
+                raise
+            except (OSError, ValueError, KeyError, IndexError) as error:
+                names = ", ".join(str(item.path) for item in local.values())
+                raise ConversionError(
+                    f"converting {names} failed: {type(error).__name__}: {error}"
+                ) from error
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return arrays / split
+
+    @classmethod
+    def _open_split(
+        cls, directory: Path, version: DatasetVersion, split: str, max_events: int | None
+    ) -> LoadResult:
+        meta = read_json(directory / "meta.json")
+        if not isinstance(meta, dict):
+            raise ConversionError(f"{directory}/meta.json is missing or unreadable")
+
+        def open_array(name: str) -> np.ndarray:
+            array = np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            return array[:max_events] if max_events is not None and array.ndim else array
+
+        features = [open_array(name) for name in meta["features"]]
+        labels = open_array(meta["labels"])
+        weights = open_array(meta["weights"]) if meta.get("weights") else None
+        extra = {name: open_array(name) for name in meta.get("extra", [])}
+        manifest = cls.manifest()
+        metadata = LoadMetadata(
+            dataset=manifest.name,
+            version=version.name,
+            split=split,
+            n_events=int(labels.shape[0]),
+            doi=version.source.doi,
+            source=meta.get("source", "unknown"),
+            synthetic=bool(meta.get("synthetic", False)),
+            files=dict(meta.get("files", {})),
+            extra=dict(meta.get("info", {})),
+        )
+        if metadata.synthetic:
+            log.warning("%s %s is SYNTHETIC test data, not a real dataset", manifest.name, split)
+        return LoadResult(features, labels, weights, tuple(meta["features"]), metadata, extra)
+
+
+def _replace_directory(source: Path, final: Path) -> None:
+    """Move ``source`` to ``final`` atomically, replacing an older ``final``."""
+    if final.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, trash / final.name)
+        os.replace(source, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(source, final)
+
+
+# ------------------------------------------------------------------------------------------------
+# Registry
+
+_REGISTRY: dict[str, type[Dataset]] = {}
+
+
+def _register(cls: type[Dataset]) -> None:
+    if not hasattr(cls, "name"):
+        raise TypeError(f"{cls.__name__} must set the class attribute 'name'")
+    _REGISTRY[cls.name] = cls
+
+
+def unregister(cls: type[Dataset]) -> None:
+    """Remove a dataset class from the registry (tests, plugins)."""
+    with contextlib.suppress(KeyError):
+        del _REGISTRY[cls.name]
+
+
+def datasets() -> list[type[Dataset]]:
+    """All registered dataset classes, in registration order."""
+    return list(_REGISTRY.values())
+
+
+def get(name: str) -> type[Dataset]:
+    """The dataset class for a name or alias (case, dashes and underscores ignored)."""
+    labels: dict[str, type[Dataset]] = {}
+    for cls in _REGISTRY.values():
+        manifest = cls.manifest()
+        for label in (cls.name, cls.__name__, manifest.display_name, *manifest.aliases):
+            labels[label] = cls
+    wanted = normalise_name(name)
+    for label, cls in labels.items():
+        if normalise_name(label) == wanted:
+            return cls
+    names = [cls.name for cls in _REGISTRY.values()]
+    raise UnknownNameError(
+        f"unknown dataset {name!r}{closest_hint(name, list(labels))}; "
+        f"datasets: {', '.join(names) or 'none registered'}"
+    )
+
+
+def load(name: str, split: str = "train", **kwargs: Any) -> LoadResult:
+    """``pd4ml.load("top_tagging", "train")`` — :meth:`Dataset.load` by dataset name."""
+    return get(name).load(split, **kwargs)
+
+
+def manifest_only_datasets() -> list[DatasetManifest]:
+    """Manifests of datasets whose class is not (yet) registered, for ``pd4ml list``."""
+    from pd4ml.manifest import bundled_manifests
+
+    registered = set(_REGISTRY)
+    return [m for name, m in bundled_manifests().items() if name not in registered]
+
+
+__all__ = [
+    "ArrayWriter",
+    "Dataset",
+    "LoadMetadata",
+    "LoadResult",
+    "datasets",
+    "get",
+    "load",
+    "unregister",
+]

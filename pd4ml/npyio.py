@@ -1,0 +1,111 @@
+"""Reading and writing ``.npy`` arrays without holding them in memory.
+
+* :func:`iter_npz_arrays` streams the members of an ``.npz`` (compressed or not) into
+  memory-mapped ``.npy`` files chunk by chunk, so converting a multi-GB npz never needs the
+  array in RAM (``np.load(mmap_mode=...)`` is silently ignored for npz files).
+* Object arrays are refused: nothing is ever unpickled from a file.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from pd4ml.errors import ConversionError
+
+_COPY_CHUNK = 16 << 20
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """Shape, dtype and memory order of an array stored in ``.npy`` format."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fortran_order: bool
+
+
+def read_npy_header(stream: IO[bytes], where: str) -> NpyHeader:
+    """Parse the header of a ``.npy`` stream positioned at its start."""
+    try:
+        major, _minor = npy_format.read_magic(stream)
+        if major == 1:
+            shape, fortran_order, dtype = npy_format.read_array_header_1_0(stream)
+        elif major in (2, 3):
+            shape, fortran_order, dtype = npy_format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy format version {major}")
+    except (ValueError, OSError, EOFError) as error:
+        raise ConversionError(f"{where}: not a valid .npy array ({error})") from None
+    if dtype.hasobject:
+        raise ConversionError(f"{where}: holds Python objects; refusing to unpickle from a file")
+    return NpyHeader(tuple(int(n) for n in shape), dtype, bool(fortran_order))
+
+
+def npz_headers(path: Path) -> dict[str, NpyHeader]:
+    """Shapes and dtypes of every array in an npz, reading only the headers."""
+    headers: dict[str, NpyHeader] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                if not member.filename.endswith(".npy"):
+                    continue
+                with archive.open(member) as stream:
+                    name = member.filename[: -len(".npy")]
+                    headers[name] = read_npy_header(stream, f"{path.name}:{member.filename}")
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise ConversionError(f"{path}: not a readable .npz archive ({error})") from None
+    return headers
+
+
+def copy_npz_member(path: Path, name: str, destination: Path) -> np.memmap[Any, Any]:
+    """Stream array ``name`` of the npz at ``path`` into the ``.npy`` file ``destination``.
+
+    Returns the destination opened read-only as a memory map. Raises :class:`ConversionError`
+    naming the file when the member is missing, truncated or corrupted.
+    """
+    where = f"{path.name}:{name}"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            try:
+                member = archive.getinfo(f"{name}.npy")
+            except KeyError:
+                raise ConversionError(f"{path}: has no array {name!r}") from None
+            with archive.open(member) as stream:
+                header = read_npy_header(stream, where)
+                output = npy_format.open_memmap(
+                    destination,
+                    mode="w+",
+                    dtype=header.dtype,
+                    shape=header.shape,
+                    fortran_order=header.fortran_order,
+                )
+                target = np.frombuffer(output, dtype=np.uint8) if output.size else None
+                expected = output.nbytes
+                copied = 0
+                while copied < expected and target is not None:
+                    block = stream.read(min(_COPY_CHUNK, expected - copied))
+                    if not block:
+                        break
+                    target[copied : copied + len(block)] = np.frombuffer(block, dtype=np.uint8)
+                    copied += len(block)
+                output.flush()
+                del target, output
+                if copied != expected:
+                    raise ConversionError(
+                        f"{where}: truncated, {copied} of {expected} bytes of array data"
+                    )
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise ConversionError(f"{path}: cannot read array {name!r} ({error})") from None
+    return np.load(destination, mmap_mode="r", allow_pickle=False)
+
+
+def iter_npz_arrays(path: Path) -> Iterator[tuple[str, NpyHeader]]:
+    """``(name, header)`` of each array in an npz, in archive order."""
+    yield from npz_headers(path).items()

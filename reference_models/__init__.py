@@ -1,0 +1,1 @@
+"""Per-dataset expert reference models (installed as ``pd4ml.reference_models``)."""
