@@ -327,7 +327,11 @@ class Fetcher:
         entry: FileEntry,
         errors: list[tuple[Candidate, Exception]],
     ) -> DownloadError:
-        tried = "; ".join(f"[{c.origin}] {c.location}: {e}" for c, e in errors) or "no source"
+        tried = "; ".join(
+            f"[{c.origin}] {e}" if str(e).startswith(c.location) else f"[{c.origin}] {c.location}: {e}"
+            for c, e in errors
+        )
+        tried = tried or "no source"
         note = ""
         if version.source.status != "available":
             note = f" Note: {version.source.status_note}"

@@ -147,16 +147,17 @@ class Downloader:
         :class:`DownloadError` (or a subclass) when this URL cannot deliver the file.
         """
         attempt = 0
+        furthest = partial.received
         with open(partial.path, "r+b") as handle:
             handle.seek(partial.received)
             while True:
-                before = partial.received
                 try:
                     self._one_request(url, partial, handle, expected_size, progress, expect_html)
                     return
                 except _Transient as problem:
-                    if partial.received > before:
-                        attempt = 0  # progress was made: this is a flaky line, not a dead one
+                    if partial.received > furthest:
+                        furthest = partial.received
+                        attempt = 0  # new bytes arrived: a flaky line, not a dead one
                     attempt += 1
                     if attempt >= self.policy.max_attempts:
                         raise DownloadError(
@@ -208,6 +209,11 @@ class Downloader:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 raise _Transient(f"HTTP {status}", retry_after)
             if status == 416 and offset:
+                announced = response.headers.get("Content-Range", "").rpartition("/")[2]
+                if expected_size is not None and announced.isdigit() and int(announced) != expected_size:
+                    raise SizeMismatchError(
+                        f"{url} holds {announced} bytes but the manifest size is {expected_size}"
+                    )
                 log.info("%s: server refused to resume at byte %d; restarting", url, offset)
                 partial.restart(handle)
                 progress.reset()

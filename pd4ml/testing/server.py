@@ -28,6 +28,7 @@ Routes (``{id}`` a record id, ``{key}`` a file name):
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -138,6 +139,7 @@ class ServedRequest:
     range: str | None
     bytes_sent: int
     fault: str | None
+    """The applied fault kinds, ``+``-joined (``None`` for a normal answer)."""
 
 
 @dataclass
@@ -192,8 +194,7 @@ class ArchiveServer:
         self._log: list[ServedRequest] = []
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"archive": self})
-        self._httpd = ThreadingHTTPServer((host, port), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer((host, port), handler)
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -323,16 +324,19 @@ class ArchiveServer:
         with self._lock:
             self._faults.clear()
 
-    def take_fault(self, path: str) -> Fault | None:
+    def take_faults(self, path: str) -> dict[str, Fault]:
+        """The faults that apply to a request for ``path`` (the first queued of each kind)."""
+        taken: dict[str, Fault] = {}
         with self._lock:
-            for fault in self._faults:
-                if fnmatch.fnmatch(path, fault.path):
-                    if fault.times is not None:
-                        fault.times -= 1
-                        if fault.times <= 0:
-                            self._faults.remove(fault)
-                    return fault
-        return None
+            for fault in list(self._faults):
+                if fault.kind in taken or not fnmatch.fnmatch(path, fault.path):
+                    continue
+                taken[fault.kind] = fault
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+        return taken
 
     def record_request(self, entry: ServedRequest) -> None:
         with self._lock:
@@ -486,15 +490,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(head=False)
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _log(self, status: int, sent: int, fault: Fault | None) -> None:
+    def _log(self, status: int, sent: int, faults: dict[str, Fault]) -> None:
         self.archive.record_request(
             ServedRequest(
                 self.command,
-                urlsplit(self.path).path,
+                re.sub(r"/{2,}", "/", urlsplit(self.path).path),
                 status,
                 self.headers.get("Range"),
                 sent,
-                fault.kind if fault else None,
+                "+".join(faults) or None,
             )
         )
 
@@ -510,56 +514,50 @@ class _Handler(BaseHTTPRequestHandler):
         return len(body)
 
     def _answer(self, head: bool) -> None:
-        path = urlsplit(self.path).path
-        path = re.sub(r"/{2,}", "/", path)
-        fault = self.archive.take_fault(path)
+        path = re.sub(r"/{2,}", "/", urlsplit(self.path).path)
+        faults = self.archive.take_faults(path)
         try:
-            if fault is not None and fault.kind == "slow" and fault.params.get("delay"):
-                time.sleep(float(fault.params["delay"]))
-            if fault is not None and fault.kind == "status":
-                code = int(fault.params["code"])
+            slow = faults.get("slow")
+            if slow is not None and slow.params.get("delay"):
+                time.sleep(float(slow.params["delay"]))
+            if "status" in faults:
+                code = int(faults["status"].params["code"])
                 headers = {}
-                if fault.params.get("retry_after") is not None:
-                    headers["Retry-After"] = str(fault.params["retry_after"])
+                if faults["status"].params.get("retry_after") is not None:
+                    headers["Retry-After"] = str(faults["status"].params["retry_after"])
                 body = f"{code} {HTTPStatus(code).phrase}\n".encode()
-                sent = self._simple(code, body, "text/plain", headers)
-                self._log(code, sent, fault)
+                self._log(code, self._simple(code, body, "text/plain", headers), faults)
                 return
             kind, target = self.archive.resolve(path)
             if kind == "missing":
-                sent = self._simple(404, b"404 Not Found\n", "text/plain")
-                self._log(404, sent, fault)
-                return
-            if fault is not None and fault.kind == "html_page":
-                sent = self._simple(200, HTML_ERROR_PAGE, str(fault.params["content_type"]))
-                self._log(200, sent, fault)
-                return
-            if kind == "redirect":
+                self._log(404, self._simple(404, b"404 Not Found\n", "text/plain"), faults)
+            elif "html_page" in faults:
+                content_type = str(faults["html_page"].params["content_type"])
+                self._log(200, self._simple(200, HTML_ERROR_PAGE, content_type), faults)
+            elif kind == "redirect":
                 sent = self._simple(301, b"", "text/plain", {"Location": str(target)})
-                self._log(301, sent, fault)
-                return
-            if kind == "json":
-                body = json.dumps(target).encode()
-                sent = self._simple(200, body, "application/json")
-                self._log(200, sent, fault)
-                return
-            self._send_file(target, fault, head)
+                self._log(301, sent, faults)
+            elif kind == "json":
+                sent = self._simple(200, json.dumps(target).encode(), "application/json")
+                self._log(200, sent, faults)
+            else:
+                self._send_file(target, faults, head)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
-    def _send_file(self, served: _ServedFile, fault: Fault | None, head: bool) -> None:
+    def _send_file(self, served: _ServedFile, faults: dict[str, Fault], head: bool) -> None:
         size = served.size
         extra = b""
-        if fault is not None and fault.kind == "truncate":
-            size = min(size, int(fault.params["n_bytes"]))
-        if fault is not None and fault.kind == "extra_bytes":
-            extra = b"\x00garbage" * (int(fault.params["n_bytes"]) // 8 + 1)
-            extra = extra[: int(fault.params["n_bytes"])]
+        if "truncate" in faults:
+            size = min(size, int(faults["truncate"].params["n_bytes"]))
+        if "extra_bytes" in faults:
+            n_extra = int(faults["extra_bytes"].params["n_bytes"])
+            extra = (b"\x00garbage" * (n_extra // 8 + 1))[:n_extra]
         total = size + len(extra)
         start, end = 0, total - 1
         status = 200
         range_header = self.headers.get("Range")
-        if range_header and not (fault is not None and fault.kind == "ignore_range"):
+        if range_header and "ignore_range" not in faults:
             match = _RANGE.match(range_header.strip())
             if match and (match.group(1) or match.group(2)):
                 first, last = match.group(1), match.group(2)
@@ -570,10 +568,12 @@ class _Handler(BaseHTTPRequestHandler):
                     start = max(0, total - int(last))
                 if start >= total or start > end:
                     sent = self._simple(
-                        416, b"416 Range Not Satisfiable\n", "text/plain",
+                        416,
+                        b"416 Range Not Satisfiable\n",
+                        "text/plain",
                         {"Content-Range": f"bytes */{total}"},
                     )
-                    self._log(416, sent, fault)
+                    self._log(416, sent, faults)
                     return
                 status = 206
         length = end - start + 1
@@ -582,17 +582,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{total}")
-        if fault is not None and fault.kind == "no_content_length":
+        if "no_content_length" in faults:
             self.send_header("Connection", "close")
             self.close_connection = True
         else:
             self.send_header("Content-Length", str(length))
         self.end_headers()
         if head:
-            self._log(status, 0, fault)
+            self._log(status, 0, faults)
             return
-        sent = self._send_body(served, start, length, size, extra, fault)
-        self._log(status, sent, fault)
+        sent = self._send_body(served, start, length, size, extra, faults)
+        self._log(status, sent, faults)
 
     def _send_body(
         self,
@@ -601,26 +601,25 @@ class _Handler(BaseHTTPRequestHandler):
         length: int,
         file_size: int,
         extra: bytes,
-        fault: Fault | None,
+        faults: dict[str, Fault],
     ) -> int:
         limit = length
-        if fault is not None and fault.kind == "drop_after":
-            limit = min(length, int(fault.params["n_bytes"]))
-        plain = fault is None or fault.kind in ("no_content_length", "ignore_range")
+        if "drop_after" in faults:
+            limit = min(length, int(faults["drop_after"].params["n_bytes"]))
+        rate = faults["slow"].params.get("bytes_per_second") if "slow" in faults else None
+        corrupt = (
+            (int(faults["corrupt"].params["offset"]), int(faults["corrupt"].params["n_bytes"]))
+            if "corrupt" in faults
+            else None
+        )
         file_part = max(0, min(start + limit, file_size) - start)
         sent = 0
         with open(served.path, "rb") as handle:
-            if plain and file_part:
+            if corrupt is None and rate is None and file_part:
                 self.wfile.flush()
                 sent = self.connection.sendfile(handle, offset=start, count=file_part)
             else:
                 handle.seek(start)
-                rate = fault.params.get("bytes_per_second") if fault and fault.kind == "slow" else None
-                corrupt = (
-                    (int(fault.params["offset"]), int(fault.params["n_bytes"]))
-                    if fault and fault.kind == "corrupt"
-                    else None
-                )
                 while sent < file_part:
                     block = bytearray(handle.read(min(_CHUNK, file_part - sent)))
                     if not block:
@@ -643,11 +642,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         if sent < length or self.close_connection:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         return sent
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up mid-body are expected (the fetcher aborts bad downloads)."""
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def serve_directory(root: str | os.PathLike[str]) -> ArchiveServer:
