@@ -161,9 +161,10 @@ class Cache:
         return None
 
     def write_stamp(
-        self, path: Path, checksum: str, origin: str, url: str | None = None
+        self, path: Path, checksum: str, origin: str, url: str | None = None, *, beside: bool = True
     ) -> Stamp:
-        """Record that ``path`` was verified; beside it if writable, else in the user cache."""
+        """Record that ``path`` was verified: beside it (when ``beside`` and writable), else in
+        the user cache. Files of a read-only shared layer always get ``beside=False``."""
         status = path.stat()
         stamp = Stamp(
             checksum=checksum,
@@ -173,11 +174,14 @@ class Cache:
             url=url,
             verified_at=time.time(),
         )
-        beside, in_cache = self.stamp_locations(path)
-        try:
-            write_json_atomic(beside, asdict(stamp))
-        except OSError:
-            write_json_atomic(in_cache, asdict(stamp))
+        next_to_file, in_cache = self.stamp_locations(path)
+        if beside:
+            try:
+                write_json_atomic(next_to_file, asdict(stamp))
+                return stamp
+            except OSError:
+                pass
+        write_json_atomic(in_cache, asdict(stamp))
         return stamp
 
     # -- bookkeeping ------------------------------------------------------------------------

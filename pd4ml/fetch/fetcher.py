@@ -224,7 +224,7 @@ class Fetcher:
         if actual != expected.checksum:
             log.warning("%s has checksum %s, expected %s; ignoring it", path, actual, expected.checksum)
             return None
-        self.cache.write_stamp(path, str(actual), origin)
+        self.cache.write_stamp(path, str(actual), origin, beside=origin != "shared")
         return LocalFile(path.name, path, origin, str(actual))
 
     def find_local(
@@ -471,11 +471,15 @@ class Fetcher:
                 continue
             actual = hash_file(path, wanted.algorithm)
             if actual == wanted and (expected.size is None or path.stat().st_size == expected.size):
-                origin = "shared" if path != paths[-1] else (stamp.origin if stamp else "cache")
-                self.cache.write_stamp(path, str(actual), origin, stamp.url if stamp else None)
+                shared = path != paths[-1]
+                origin = "shared" if shared else (stamp.origin if stamp else "cache")
+                self.cache.write_stamp(
+                    path, str(actual), origin, stamp.url if stamp else None, beside=not shared
+                )
                 results.append((entry.key, path, "ok"))
             else:
-                for location in self.cache.stamp_locations(path):
+                locations = self.cache.stamp_locations(path)
+                for location in locations if path == paths[-1] else locations[1:]:
                     with contextlib.suppress(OSError):
                         location.unlink()
                 results.append((entry.key, path, f"checksum {actual} != expected {wanted}"))
