@@ -127,7 +127,7 @@ def _command_download(args: argparse.Namespace, settings: Settings, console: Con
             files = fetcher.fetch(manifest, version, force=args.force)
         except Pd4mlError as error:
             failures += 1
-            console.print(f"[red]{manifest.name}: {error}[/red]", highlight=False)
+            print(f"pd4ml: error: {manifest.name}: {error}", file=sys.stderr)
             continue
         for key, local in files.items():
             console.print(f"{manifest.name} {version.name} {key}: {local.origin}, {local.checksum}")

@@ -88,7 +88,7 @@ def archive_urls(version: DatasetVersion, entry: FileEntry, settings: Settings) 
     if source.kind == "cernopendata":
         urls = []
         if entry.uri and entry.uri.startswith(EOS_PREFIX):
-            urls.append(f"{base}/{quote(entry.uri[len(EOS_PREFIX) :])}")
+            urls.append(f"{base}/{quote(entry.uri[len(EOS_PREFIX) :].lstrip('/'))}")
         urls.append(f"{base}/record/{source.record}/files/{quote(posixpath.basename(entry.key))}")
         return urls
     return list(entry.urls)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -259,32 +261,61 @@ class Downloader:
         expect_html: bool,
     ) -> None:
         raw = response.raw
-        hashers = list(partial.hashers.values())
-        try:
-            while True:
-                chunk = raw.read(CHUNK, decode_content=False)
-                if not chunk:
-                    break
-                if partial.received == 0 and not expect_html and looks_like_html(chunk[:512]):
-                    raise HtmlResponseError(
-                        f"{url} sent an HTML document instead of the data file "
-                        "(an error page with status 200)"
-                    )
-                if expected_size is not None and partial.received + len(chunk) > expected_size:
-                    raise SizeMismatchError(
-                        f"{url} sent more than the manifest size of {expected_size} bytes"
-                    )
-                handle.write(chunk)
-                for hasher in hashers:
-                    hasher.update(chunk)
-                partial.received += len(chunk)
-                progress.advance(len(chunk))
-        except (
-            urllib3.exceptions.HTTPError,
-            requests.RequestException,
-            ConnectionError,
-            TimeoutError,
-        ) as error:
-            handle.flush()
-            raise _Transient(f"connection lost: {type(error).__name__}") from None
+        with _HashingThread(list(partial.hashers.values())) as hashing:
+            try:
+                while True:
+                    chunk = raw.read(CHUNK, decode_content=False)
+                    if not chunk:
+                        break
+                    if partial.received == 0 and not expect_html and looks_like_html(chunk[:512]):
+                        raise HtmlResponseError(
+                            f"{url} sent an HTML document instead of the data file "
+                            "(an error page with status 200)"
+                        )
+                    if expected_size is not None and partial.received + len(chunk) > expected_size:
+                        raise SizeMismatchError(
+                            f"{url} sent more than the manifest size of {expected_size} bytes"
+                        )
+                    handle.write(chunk)
+                    hashing.update(chunk)
+                    partial.received += len(chunk)
+                    progress.advance(len(chunk))
+            except (
+                urllib3.exceptions.HTTPError,
+                requests.RequestException,
+                ConnectionError,
+                TimeoutError,
+            ) as error:
+                handle.flush()
+                raise _Transient(f"connection lost: {type(error).__name__}") from None
         handle.flush()
+
+
+class _HashingThread:
+    """Feeds chunks to hashers in a second thread, so hashing overlaps receiving and writing.
+
+    ``hashlib`` releases the GIL on large buffers; on two cores this takes the checksum off the
+    critical path. The hashers see exactly the chunks handed over, in order, before ``__exit__``
+    returns.
+    """
+
+    def __init__(self, hashers: list[Hasher]) -> None:
+        self.hashers = hashers
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self.thread = threading.Thread(target=self._run, name="pd4ml-hash", daemon=True)
+
+    def _run(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            for hasher in self.hashers:
+                hasher.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self.queue.put(chunk)
+
+    def __enter__(self) -> _HashingThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.queue.put(None)
+        self.thread.join()

@@ -32,6 +32,7 @@ def write_demo_npz(path: Path, n_train: int = 7_000, n_test: int = 3_000, seed: 
     Class 1 has a slightly wider, correlated spread in the second feature: learnable, but not
     by one cut.
     """
+    path.parent.mkdir(parents=True, exist_ok=True)
     generator = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
     for split, count in (("train", n_train), ("test", n_test)):
