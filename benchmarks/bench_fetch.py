@@ -53,7 +53,9 @@ def timed_copy(source: Path, target: Path) -> float:
     return time.perf_counter() - started
 
 
-def timed_download(server: ArchiveServer, source: Path, digest: str, algorithm: str, cache: Path) -> float:
+def timed_download(
+    server: ArchiveServer, source: Path, digest: str, algorithm: str, cache: Path
+) -> float:
     manifest = parse_manifest(
         {
             "name": "benchmark",
@@ -83,7 +85,9 @@ def timed_download(server: ArchiveServer, source: Path, digest: str, algorithm: 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mb", type=int, default=1000, help="file size in MB (default 1000)")
     parser.add_argument("--algorithm", choices=["sha256", "md5", "adler32"], default="sha256")
     parser.add_argument("--repeat", type=int, default=3, help="best of N for both (default 3)")
@@ -110,14 +114,22 @@ def main() -> int:
                 copies.append(timed_copy(source, copy_target))
                 copy_target.unlink()
                 cache = root / f"cache-{attempt}"
-                downloads.append(timed_download(server, source, digests[args.algorithm], args.algorithm, cache))
+                downloads.append(
+                    timed_download(server, source, digests[args.algorithm], args.algorithm, cache)
+                )
                 shutil.rmtree(cache)
         copy_speed = size / min(copies) / 1e6
         download_speed = size / min(downloads) / 1e6
-        print(f"file: {args.size_mb} MB, checksum {args.algorithm}, best of {args.repeat}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+        print(
+            f"file: {args.size_mb} MB, checksum {args.algorithm}, best of {args.repeat}, "
+            f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+        )
         print(f"plain copy (copyfile + fsync):        {copy_speed:8.1f} MB/s")
         print(f"loopback download + {args.algorithm:<7} + fsync:  {download_speed:8.1f} MB/s")
-        print(f"ratio download / copy:                {download_speed / copy_speed:8.2f}  (target >= 0.50)")
+        print(
+            f"ratio download / copy:                {download_speed / copy_speed:8.2f}"
+            "  (target >= 0.50)"
+        )
     return 0
 
 

@@ -3,7 +3,7 @@
 Layout under a cache root (the writable user cache, or a read-only shared root)::
 
     <root>/<dataset>/<version>/raw/<key>                     verified archive files
-    <root>/<dataset>/<version>/raw/.pd4ml/<key>.stamp.json   what was verified (size, mtime, checksum)
+    <root>/<dataset>/<version>/raw/.pd4ml/<key>.stamp.json   what was verified (size, mtime, sum)
     <root>/<dataset>/<version>/raw/.pd4ml/<key>.part         an interrupted download (resumable)
     <root>/<dataset>/<version>/record.json                   checksums taken from the record API
     <root>/<dataset>/<version>/arrays/<split>/<name>.npy     converted arrays (+ meta.json)
@@ -143,7 +143,7 @@ class Cache:
         return self.root / STATE_DIR / "shared-stamps" / f"{digest}.json"
 
     def stamp_locations(self, path: Path) -> list[Path]:
-        """Where a stamp for ``path`` may live: beside it, or (for a read-only file) in the cache."""
+        """Where a stamp for ``path`` may live: beside it, or (read-only file) in the cache."""
         return [self.state_path(path, ".stamp.json"), self._shared_stamp_path(path)]
 
     def read_stamp(self, path: Path) -> Stamp | None:

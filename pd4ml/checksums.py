@@ -46,7 +46,8 @@ class Checksum:
         value = value.strip().lower()
         if algorithm not in _HEX_LENGTH:
             raise ManifestError(
-                f"checksum {text!r}: unknown algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})"
+                f"checksum {text!r}: unknown algorithm {algorithm!r} "
+                f"(known: {', '.join(ALGORITHMS)})"
             )
         if len(value) != _HEX_LENGTH[algorithm] or not _HEX.match(value):
             raise ManifestError(

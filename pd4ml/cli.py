@@ -148,7 +148,10 @@ def _command_verify(args: argparse.Namespace, settings: Settings, console: Conso
                 ok = status == "ok"
                 bad += not ok
                 colour = "green" if ok else "red"
-                console.print(f"[{colour}]{status}[/{colour}] {manifest.name} {version.name} {key} ({path})", highlight=False)
+                console.print(
+                    f"[{colour}]{status}[/{colour}] {manifest.name} {version.name} {key} ({path})",
+                    highlight=False,
+                )
     if not checked:
         console.print("nothing cached to verify")
     return EXIT_FAILURE if bad else 0
@@ -159,11 +162,20 @@ def _command_urls(args: argparse.Namespace, settings: Settings, console: Console
     version = manifest.version(args.version)
     cache = Cache(settings)
     for entry in version.files:
-        urls = [*entry.mirrors, *(archive_urls(version, entry, settings) if version.source.status != "unpublished" else [])]
+        urls = [
+            *entry.mirrors,
+            *(
+                archive_urls(version, entry, settings)
+                if version.source.status != "unpublished"
+                else []
+            ),
+        ]
         checksums = " ".join(map(str, entry.checksums)) or "(checksum: from the record API)"
         if args.plain:
             for url in urls:
-                print(f"{url}\t{checksums}\t{entry.size if entry.size is not None else ''}\t{entry.key}")
+                print(
+                    f"{url}\t{checksums}\t{'' if entry.size is None else entry.size}\t{entry.key}"
+                )
             continue
         console.print(f"{entry.key}  ({human_size(entry.size)})", highlight=False)
         console.print(f"  checksums: {checksums}", highlight=False)
@@ -195,7 +207,11 @@ def _command_import(args: argparse.Namespace, settings: Settings, console: Conso
 def _command_cite(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     from pd4ml.citation import package_bibtex
 
-    text = find_manifest(args.name).bibtex() + "\n" + package_bibtex() if args.name else package_bibtex()
+    text = (
+        find_manifest(args.name).bibtex() + "\n" + package_bibtex()
+        if args.name
+        else package_bibtex()
+    )
     print(text, end="")
     return 0
 
@@ -249,7 +265,9 @@ def _command_demo(args: argparse.Namespace, settings: Settings, console: Console
 
     report = run_demo(Path(args.cache_dir) if args.cache_dir else None)
     X, y = report.cold
-    console.print("pd4ml demo: a SYNTHETIC dataset served by the loopback archive server", highlight=False)
+    console.print(
+        "pd4ml demo: a SYNTHETIC dataset served by the loopback archive server", highlight=False
+    )
     console.print(
         f"cold load (record → download → sha256 → convert → mmap): {report.cold_seconds:.3f} s; "
         f"warm load: {report.warm_seconds * 1000:.2f} ms; HTTP requests: {report.requests}",
@@ -269,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pd4ml", description="Physics data for machine learning: datasets, cache, citations."
     )
     parser.add_argument("--version", action="version", version=f"pd4ml-hep {__version__}")
-    parser.add_argument("--data-dir", help="cache directory (default: PD4ML_DATA_DIR or user cache)")
+    parser.add_argument(
+        "--data-dir", help="cache directory (default: PD4ML_DATA_DIR or user cache)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -286,8 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
     urls = commands.add_parser("urls", help="URLs and checksums for a manual download elsewhere")
     urls.add_argument("name")
     urls.add_argument("--version", dest="version", default=None)
-    urls.add_argument("--plain", action="store_true", help="tab-separated: url, checksums, size, key")
-    importing = commands.add_parser("import", help="verify files fetched elsewhere, place them in the cache")
+    urls.add_argument(
+        "--plain", action="store_true", help="tab-separated: url, checksums, size, key"
+    )
+    importing = commands.add_parser(
+        "import", help="verify files fetched elsewhere, place them in the cache"
+    )
     importing.add_argument("name")
     importing.add_argument("directory")
     importing.add_argument("--version", dest="version", default=None)

@@ -1,15 +1,14 @@
 """Configuration from the environment (and the ``path=`` argument of ``load``).
 
-=====================  ===============================================================================
-``PD4ML_DATA_DIR``     writable cache root (default: the platform's user cache dir, e.g. ``~/.cache/pd4ml``)
-``PD4ML_SHARED_DATA``  read-only cache roots searched first, separated by ``os.pathsep`` (``:``)
-``PD4ML_MIRROR``       base URLs or directories tried before the archive, separated by spaces or ``,``
-``PD4ML_OFFLINE``      ``1``: never touch the network; fail fast naming the missing files
-``PD4ML_PROGRESS``     ``auto`` (progress bar on a terminal), ``on`` or ``off``
-``PD4ML_ZENODO_URL``   base URL of a Zenodo-compatible service (default ``https://zenodo.org``)
-``PD4ML_CERN_OPENDATA_URL``  base URL of a CERN-Open-Data-compatible portal
-``PD4ML_ZENODO_TOKEN`` optional Zenodo access token (sent to the Zenodo host only, against throttling)
-=====================  ===============================================================================
+* ``PD4ML_DATA_DIR``: writable cache root (default: the platform's user cache dir,
+  e.g. ``~/.cache/pd4ml``).
+* ``PD4ML_SHARED_DATA``: read-only cache roots searched first, separated by ``os.pathsep``.
+* ``PD4ML_MIRROR``: base URLs or directories tried before the archive (spaces or commas).
+* ``PD4ML_OFFLINE=1``: never touch the network; fail fast naming the missing files.
+* ``PD4ML_PROGRESS``: ``auto`` (a progress bar on a terminal), ``on`` or ``off``.
+* ``PD4ML_ZENODO_URL``: base URL of a Zenodo-compatible service (default zenodo.org).
+* ``PD4ML_CERN_OPENDATA_URL``: base URL of a CERN-Open-Data-compatible portal.
+* ``PD4ML_ZENODO_TOKEN``: optional Zenodo token (sent to the Zenodo host only).
 
 The standard ``HTTPS_PROXY``/``NO_PROXY`` and ``REQUESTS_CA_BUNDLE``/``SSL_CERT_FILE`` are honoured
 by ``requests``; TLS verification is never switched off.
@@ -77,7 +76,9 @@ class Settings:
             for part in environ.get("PD4ML_SHARED_DATA", "").split(os.pathsep)
             if part.strip()
         )
-        mirrors = tuple(part for part in re.split(r"[\s,]+", environ.get("PD4ML_MIRROR", "")) if part)
+        mirrors = tuple(
+            part for part in re.split(r"[\s,]+", environ.get("PD4ML_MIRROR", "")) if part
+        )
         progress = environ.get("PD4ML_PROGRESS", "auto").strip().lower()
         if progress not in ("auto", "on", "off"):
             progress = "auto"

@@ -19,8 +19,8 @@ from importlib import resources
 from pathlib import PurePosixPath
 from typing import Any, Literal, cast
 
-from pd4ml.errors import ManifestError, UnknownNameError, UnsafePathError
 from pd4ml.checksums import Checksum
+from pd4ml.errors import ManifestError, UnknownNameError, UnsafePathError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -327,8 +327,7 @@ def _parse_file(table: Mapping[str, Any], where: str, source: ArchiveSource) -> 
         raise ManifestError(f"{where}: checksum_origin {entry.checksum_origin!r} needs checksums")
     if entry.checksum_origin in ("record-api", "none") and checksums:
         raise ManifestError(
-            f"{where}: checksums are pinned, so checksum_origin cannot be "
-            f"{entry.checksum_origin!r}"
+            f"{where}: checksums are pinned, so checksum_origin cannot be {entry.checksum_origin!r}"
         )
     if entry.checksum_origin == "record-api" and source.kind == "url":
         raise ManifestError(f"{where}: a plain-URL source has no record API to take checksums from")

@@ -7,7 +7,7 @@ import re
 
 
 def normalise_name(name: str) -> str:
-    """Case-, dash-, underscore- and space-insensitive form: ``'Top-Tagging'`` → ``'toptagging'``."""
+    """Case-, dash-, underscore- and space-insensitive: ``'Top-Tagging'`` → ``'toptagging'``."""
     return re.sub(r"[\s_\-.]", "", name).lower()
 
 

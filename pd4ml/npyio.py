@@ -103,7 +103,8 @@ def copy_npz_member(path: Path, name: str, destination: Path) -> np.memmap[Any, 
                     )
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise ConversionError(f"{path}: cannot read array {name!r} ({error})") from None
-    return np.load(destination, mmap_mode="r", allow_pickle=False)
+    loaded: np.memmap[Any, Any] = np.load(destination, mmap_mode="r", allow_pickle=False)
+    return loaded
 
 
 def iter_npz_arrays(path: Path) -> Iterator[tuple[str, NpyHeader]]:

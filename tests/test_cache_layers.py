@@ -38,11 +38,17 @@ def test_offline_with_empty_cache_fails_fast_with_remedies(
         Fetcher(offline).fetch(manifest)
     assert time.monotonic() - started < 1.0
     message = str(caught.value)
-    assert "data.h5" in message and "pd4ml urls testdata" in message and "pd4ml import testdata" in message
+    assert (
+        "data.h5" in message
+        and "pd4ml urls testdata" in message
+        and "pd4ml import testdata" in message
+    )
     assert server.count(method=None) == 0
 
 
-def test_offline_env_variable(monkeypatch: pytest.MonkeyPatch, server: ArchiveServer, manifest: DatasetManifest) -> None:
+def test_offline_env_variable(
+    monkeypatch: pytest.MonkeyPatch, server: ArchiveServer, manifest: DatasetManifest
+) -> None:
     monkeypatch.setenv("PD4ML_OFFLINE", "1")
     assert Settings.from_env().offline
     with pytest.raises(OfflineError):
@@ -94,7 +100,9 @@ def test_changed_file_is_rehashed_and_replaced(
     server: ArchiveServer, settings: Settings, manifest: DatasetManifest, served: Path
 ) -> None:
     local = Fetcher(settings).fetch(manifest)["data.h5"]
-    local.path.write_bytes(b"\0" * served.stat().st_size)  # same size, new mtime: stamp no longer matches
+    local.path.write_bytes(
+        b"\0" * served.stat().st_size
+    )  # same size, new mtime: stamp no longer matches
     again = Fetcher(settings).fetch(manifest)["data.h5"]
     assert again.path.read_bytes() == served.read_bytes()
     assert server.count("*/data.h5") == 2
@@ -113,12 +121,16 @@ def test_verify_rehashes_and_finds_silent_corruption(
         handle.write(bytes([byte[0] ^ 1]))
     os.utime(local.path, ns=(status.st_atime_ns, status.st_mtime_ns))
     ((key, path, result),) = Fetcher(settings).verify(manifest)
-    assert key == "data.h5" and result.startswith("checksum")
+    assert key == "data.h5" and path == local.path and result.startswith("checksum")
     assert Cache(settings).read_stamp(local.path) is None  # the next load replaces it
 
 
 def test_shared_layer_is_used_in_place(
-    server: ArchiveServer, settings: Settings, manifest: DatasetManifest, served: Path, tmp_path: Path
+    server: ArchiveServer,
+    settings: Settings,
+    manifest: DatasetManifest,
+    served: Path,
+    tmp_path: Path,
 ) -> None:
     shared_root = tmp_path / "group-share"
     Fetcher(Settings(data_dir=shared_root, progress="off")).fetch(manifest)  # an admin fills it
@@ -126,13 +138,19 @@ def test_shared_layer_is_used_in_place(
     before = sorted(str(p) for p in shared_root.rglob("*"))
     local = Fetcher(settings.with_changes(shared_dirs=(shared_root,))).fetch(manifest)["data.h5"]
     assert local.path.is_relative_to(shared_root) and local.origin == "shared"
-    assert not Cache(settings).raw_path("testdata", "v1", "data.h5").exists(), "copied into the user cache"
+    assert not Cache(settings).raw_path("testdata", "v1", "data.h5").exists(), (
+        "copied into the user cache"
+    )
     assert sorted(str(p) for p in shared_root.rglob("*")) == before, "wrote into the shared layer"
     assert server.count(method=None) == 0
 
 
 def test_shared_file_without_stamp_is_verified_once(
-    server: ArchiveServer, settings: Settings, manifest: DatasetManifest, served: Path, tmp_path: Path
+    server: ArchiveServer,
+    settings: Settings,
+    manifest: DatasetManifest,
+    served: Path,
+    tmp_path: Path,
 ) -> None:
     shared_root = tmp_path / "share"
     target = shared_root / "testdata" / "v1" / "raw" / "data.h5"
@@ -146,7 +164,11 @@ def test_shared_file_without_stamp_is_verified_once(
 
 
 def test_wrong_file_in_shared_layer_is_ignored(
-    server: ArchiveServer, settings: Settings, manifest: DatasetManifest, served: Path, tmp_path: Path
+    server: ArchiveServer,
+    settings: Settings,
+    manifest: DatasetManifest,
+    served: Path,
+    tmp_path: Path,
 ) -> None:
     shared_root = tmp_path / "share"
     target = shared_root / "testdata" / "v1" / "raw" / "data.h5"
@@ -156,7 +178,9 @@ def test_wrong_file_in_shared_layer_is_ignored(
     assert local.origin == "archive" and local.path.read_bytes() == served.read_bytes()
 
 
-def test_import_accepts_right_files(settings: Settings, manifest: DatasetManifest, served: Path, tmp_path: Path) -> None:
+def test_import_accepts_right_files(
+    settings: Settings, manifest: DatasetManifest, served: Path, tmp_path: Path
+) -> None:
     elsewhere = tmp_path / "downloaded-elsewhere"
     elsewhere.mkdir()
     (elsewhere / "data.h5").write_bytes(served.read_bytes())

@@ -12,8 +12,14 @@ from pd4ml.errors import ManifestError
 
 def test_parse_prefixed_and_bare() -> None:
     assert Checksum.parse("adler32:E4717BBE") == Checksum("adler32", "e4717bbe")
-    assert Checksum.parse("0123456789abcdef0123456789abcdef", default_algorithm="md5").algorithm == "md5"
-    assert str(Checksum.parse("md5:708a8369d75ceff2229bd8c46b47afea")) == "md5:708a8369d75ceff2229bd8c46b47afea"
+    assert (
+        Checksum.parse("0123456789abcdef0123456789abcdef", default_algorithm="md5").algorithm
+        == "md5"
+    )
+    assert (
+        str(Checksum.parse("md5:708a8369d75ceff2229bd8c46b47afea"))
+        == "md5:708a8369d75ceff2229bd8c46b47afea"
+    )
 
 
 @pytest.mark.parametrize(

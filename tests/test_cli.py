@@ -49,7 +49,10 @@ def test_urls(capsys: pytest.CaptureFixture[str]) -> None:
     assert "md5:45663819f47c13724f67eb0fd80bfa5c" in out and "pd4ml import top_tagging DIR" in out
     code, out, _ = run(["urls", "higgsml", "--plain"], capsys)
     first = out.splitlines()[0].split("\t")
-    assert first[0] == "https://opendata.cern.ch/eos/opendata/atlas/higgs-challenge-2014/atlas-higgs-challenge-2014-v2.csv.gz"
+    assert (
+        first[0]
+        == "https://opendata.cern.ch/eos/opendata/atlas/higgs-challenge-2014/atlas-higgs-challenge-2014-v2.csv.gz"
+    )
     assert first[1:] == ["adler32:e4717bbe", "65630848", "atlas-higgs-challenge-2014-v2.csv.gz"]
 
 
@@ -64,12 +67,18 @@ def test_cite(capsys: pytest.CaptureFixture[str]) -> None:
 
 def serve_fake_top_tagging(server: ArchiveServer, tmp_path: Path) -> None:
     """Stand-in files (random bytes, not the dataset) under the real record id."""
-    files = {key: write_random_file(tmp_path / "srv" / key, 10_000 + i, seed=i) for i, key in enumerate(("train.h5", "val.h5", "test.h5"))}
+    files = {
+        key: write_random_file(tmp_path / "srv" / key, 10_000 + i, seed=i)
+        for i, key in enumerate(("train.h5", "val.h5", "test.h5"))
+    }
     server.add_zenodo_record(2603256, files)
 
 
 def test_download_verify_cache_clean(
-    server: ArchiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    server: ArchiveServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     serve_fake_top_tagging(server, tmp_path)
     monkeypatch.setenv("PD4ML_ZENODO_URL", server.url)
@@ -93,7 +102,10 @@ def test_download_verify_cache_clean(
 
 
 def test_download_failure_exit_code(
-    server: ArchiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    server: ArchiveServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("PD4ML_CERN_OPENDATA_URL", server.url)  # serves nothing: 404
     code, _, _ = run(["--data-dir", str(tmp_path / "c"), "download", "higgsml"], capsys)
@@ -104,12 +116,16 @@ def test_import_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     wrong = tmp_path / "elsewhere"
     wrong.mkdir()
     (wrong / "2_spinodal_29k.npz").write_bytes(b"not the file")
-    code, _, err = run(["--data-dir", str(tmp_path / "c"), "import", "spinodal", str(wrong)], capsys)
+    code, _, err = run(
+        ["--data-dir", str(tmp_path / "c"), "import", "spinodal", str(wrong)], capsys
+    )
     assert code == 1 and "nothing was placed" in err
     assert not (tmp_path / "c").exists()
 
 
-def test_offline_download_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_offline_download_fails_fast(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("PD4ML_OFFLINE", "1")
     code, _, err = run(["--data-dir", str(tmp_path / "c"), "download", "higgsml"], capsys)
     assert code == 1 and "PD4ML_OFFLINE=1" in err and "pd4ml import higgsml" in err
@@ -117,7 +133,12 @@ def test_offline_download_fails_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 def test_demo_and_module_entry_point(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pd4ml", "demo"], capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
+        [sys.executable, "-m", "pd4ml", "demo"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "SYNTHETIC" in result.stdout and "HTTP requests: 1" in result.stdout

@@ -16,7 +16,7 @@ from pd4ml.config import Settings
 from pd4ml.fetch import Fetcher
 from pd4ml.fetch.locking import exclusive
 from pd4ml.testing import ArchiveServer, Fault
-from tests.conftest import file_digest, write_random_file, zenodo_manifest
+from tests.conftest import file_digest, write_random_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,11 @@ def manifest_json(server: ArchiveServer, record: int, file: Path, tmp_path: Path
                 "title": "t",
                 "source": {"kind": "zenodo", "record": str(record), "base_url": server.url},
                 "file": [
-                    {"key": file.name, "size": file.stat().st_size, "checksums": [file_digest(file)]}
+                    {
+                        "key": file.name,
+                        "size": file.stat().st_size,
+                        "checksums": [file_digest(file)],
+                    }
                 ],
             }
         ],
@@ -94,8 +98,11 @@ def test_lock_of_a_killed_process_does_not_block(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from pd4ml.fetch.locking import exclusive\n"
-            "with exclusive(Path(sys.argv[1]), 'test'):\n    print('held', flush=True); time.sleep(60)",
+            "import sys, time\nfrom pathlib import Path\n"
+            "from pd4ml.fetch.locking import exclusive\n"
+            "with exclusive(Path(sys.argv[1]), 'test'):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(60)",
             str(lock),
         ],
         stdout=subprocess.PIPE,

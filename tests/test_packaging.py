@@ -15,7 +15,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_wheel_carries_manifests_and_works_alone(tmp_path: Path) -> None:
     out = tmp_path / "dist"
     result = subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "build",
+            "--wheel",
+            "--no-isolation",
+            "--outdir",
+            str(out),
+            str(ROOT),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -24,20 +33,25 @@ def test_wheel_carries_manifests_and_works_alone(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     (wheel,) = out.glob("pd4ml_hep-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    manifests = {name for name in names if name.startswith("pd4ml/datasets_manifest/") and name.endswith(".toml")}
+    manifests = {
+        name
+        for name in names
+        if name.startswith("pd4ml/datasets_manifest/") and name.endswith(".toml")
+    }
     assert len(manifests) == 7, sorted(names)
     assert "pd4ml/reference_models/__init__.py" in names
     assert "pd4ml/py.typed" in names and "pd4ml/testing/server.py" in names
-    source_modules = {
-        path.relative_to(ROOT).as_posix() for path in (ROOT / "pd4ml").rglob("*.py")
-    }
+    source_modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "pd4ml").rglob("*.py")}
     assert source_modules <= names, f"modules missing from the wheel: {source_modules - names}"
 
     unpacked = tmp_path / "unpacked"
     zipfile.ZipFile(wheel).extractall(unpacked)
     # -S: no site processing, so the editable install of the checkout is invisible; the
     # dependencies come from site-packages, placed after the unpacked wheel
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(unpacked), sysconfig.get_paths()["purelib"]])}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(unpacked), sysconfig.get_paths()["purelib"]]),
+    }
     check = subprocess.run(
         [
             sys.executable,
@@ -57,5 +71,11 @@ def test_wheel_carries_manifests_and_works_alone(tmp_path: Path) -> None:
     location, names_line = check.stdout.strip().splitlines()
     assert location.startswith(str(unpacked))
     assert names_line.split(",") == [
-        "higgsml", "top_tagging", "smartbkg", "spinodal", "eos", "airshower", "calice_ahcal"
+        "higgsml",
+        "top_tagging",
+        "smartbkg",
+        "spinodal",
+        "eos",
+        "airshower",
+        "calice_ahcal",
     ]

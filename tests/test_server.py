@@ -20,7 +20,7 @@ def payload(tmp_path: Path) -> Path:
 
 def test_binds_loopback_only() -> None:
     with pytest.raises(ValueError, match="loopback"):
-        ArchiveServer(host="0.0.0.0")  # noqa: S104 - the point of the test
+        ArchiveServer(host="0.0.0.0")
 
 
 def test_zenodo_record_json(server: ArchiveServer, payload: Path) -> None:
@@ -53,13 +53,17 @@ def test_zenodo_file_urls(server: ArchiveServer, payload: Path, path: str) -> No
 
 def test_old_zenodo_url_redirects(server: ArchiveServer, payload: Path) -> None:
     server.add_zenodo_record(7, {"train.h5": payload})
-    response = requests.get(f"{server.url}/record/7/files/train.h5", timeout=5, allow_redirects=False)
+    response = requests.get(
+        f"{server.url}/record/7/files/train.h5", timeout=5, allow_redirects=False
+    )
     assert response.status_code == 301
     assert response.headers["Location"] == "/records/7/files/train.h5"
 
 
 def test_cern_open_data_record_and_eos_path(server: ArchiveServer, payload: Path) -> None:
-    server.add_cernopendata_record(328, {"higgs.csv.gz": payload}, eos_directory="/eos/opendata/atlas/x")
+    server.add_cernopendata_record(
+        328, {"higgs.csv.gz": payload}, eos_directory="/eos/opendata/atlas/x"
+    )
     record = requests.get(f"{server.url}/api/records/328", timeout=5).json()
     (entry,) = record["metadata"]["files"]
     assert entry["uri"] == "root://eospublic.cern.ch//eos/opendata/atlas/x/higgs.csv.gz"
@@ -80,7 +84,10 @@ def test_range_requests(server: ArchiveServer, payload: Path) -> None:
     unsatisfiable = requests.get(url, headers={"Range": f"bytes={len(data)}-"}, timeout=5)
     assert unsatisfiable.status_code == 416
     head = requests.head(url, timeout=5)
-    assert head.headers["Content-Length"] == str(len(data)) and head.headers["Accept-Ranges"] == "bytes"
+    assert (
+        head.headers["Content-Length"] == str(len(data))
+        and head.headers["Accept-Ranges"] == "bytes"
+    )
 
 
 def test_faults_apply_and_are_counted(server: ArchiveServer, payload: Path) -> None:
@@ -102,7 +109,12 @@ def test_faults_apply_and_are_counted(server: ArchiveServer, payload: Path) -> N
     assert requests.get(url, timeout=5).content == data  # the queue is used up
     assert server.count("/files/f.bin") == 6
     assert [entry.fault for entry in server.requests] == [
-        "status", "html_page", "corrupt", "extra_bytes", "no_content_length", None
+        "status",
+        "html_page",
+        "corrupt",
+        "extra_bytes",
+        "no_content_length",
+        None,
     ]
 
 
@@ -129,7 +141,10 @@ def test_serves_a_directory(tmp_path: Path) -> None:
     write_random_file(tmp_path / "files" / "sub" / "c.root", 10)
     with ArchiveServer() as archive:
         archive.add_directory(tmp_path)
-        assert requests.get(f"{archive.url}/api/records/11", timeout=5).json()["files"][0]["key"] == "a.npz"
+        assert (
+            requests.get(f"{archive.url}/api/records/11", timeout=5).json()["files"][0]["key"]
+            == "a.npz"
+        )
         assert requests.get(f"{archive.url}/record/12/files/b.csv.gz", timeout=5).status_code == 200
         assert requests.get(f"{archive.url}/files/sub/c.root", timeout=5).status_code == 200
         assert requests.get(f"{archive.url}/files/nothing", timeout=5).status_code == 404

@@ -25,8 +25,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 import numpy as np
 from numpy.lib import format as npy_format
 
-from pd4ml._version import __version__
 from pd4ml._logging import get_logger
+from pd4ml._version import __version__
 from pd4ml.cache import Cache, read_json, write_json_atomic
 from pd4ml.config import Settings
 from pd4ml.errors import ConversionError, UnknownNameError
@@ -38,7 +38,7 @@ log = get_logger("datasets")
 _T = TypeVar("_T")
 
 
-class classproperty(Generic[_T]):  # noqa: N801 - reads like the built-in ``property``
+class classproperty(Generic[_T]):
     """A read-only property on the class (``TopTagging.description``)."""
 
     def __init__(self, getter: Callable[[Any], _T]) -> None:
@@ -151,7 +151,9 @@ class ArrayWriter:
         """Declare which arrays of ``split`` are the inputs X (in order), labels and weights."""
         for name in (*features, labels, *([weights] if weights else []), *extra):
             if not (self.directory / split / f"{name}.npy").is_file():
-                raise ConversionError(f"converter declared array {split}/{name} but did not write it")
+                raise ConversionError(
+                    f"converter declared array {split}/{name} but did not write it"
+                )
         self.splits[split] = {
             "features": list(features),
             "labels": labels,
@@ -193,7 +195,7 @@ class Dataset:
     @classproperty
     def description(cls) -> str:
         """One paragraph on the physics, the task and the labels."""
-        return cls.manifest().description  # type: ignore[attr-defined,no-any-return]
+        return cls.manifest().description
 
     @classmethod
     def info(cls) -> str:
@@ -222,7 +224,8 @@ class Dataset:
             return found
         known = list(cls.splits) + list(cls.split_aliases)
         raise UnknownNameError(
-            f"{cls.manifest().display_name} has no split {split!r}{closest_hint(str(split), known)}; "
+            f"{cls.manifest().display_name} has no split {split!r}"
+            f"{closest_hint(str(split), known)}; "
             f"splits: {', '.join(cls.splits)}"
         )
 
@@ -369,7 +372,9 @@ class Dataset:
             raise ConversionError(f"{directory}/meta.json is missing or unreadable")
 
         def open_array(name: str) -> np.ndarray:
-            array = np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            array: np.ndarray = np.load(
+                directory / f"{name}.npy", mmap_mode="r", allow_pickle=False
+            )
             return array[:max_events] if max_events is not None and array.ndim else array
 
         features = [open_array(name) for name in meta["features"]]

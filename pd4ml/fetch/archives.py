@@ -24,9 +24,9 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from pd4ml._logging import get_logger
+from pd4ml.checksums import Checksum
 from pd4ml.config import Settings
 from pd4ml.errors import DownloadError, UnsafePathError
-from pd4ml.checksums import Checksum
 from pd4ml.fetch.http import parse_retry_after
 from pd4ml.manifest import DatasetVersion, FileEntry, safe_key
 
@@ -144,7 +144,8 @@ def parse_zenodo_record(payload: dict[str, Any]) -> dict[str, RecordFile]:
             if isinstance(checksum_text, str) and checksum_text
             else None
         )
-        links = item.get("links") if isinstance(item.get("links"), dict) else {}
+        raw_links = item.get("links")
+        links: dict[str, Any] = raw_links if isinstance(raw_links, dict) else {}
         url = links.get("content") or links.get("download") or links.get("self")
         files[key] = RecordFile(
             key=key,

@@ -21,6 +21,7 @@ import requests
 
 from pd4ml._logging import get_logger
 from pd4ml.cache import Cache, read_json, write_json_atomic
+from pd4ml.checksums import READ_CHUNK, Checksum, hash_file, new_hasher
 from pd4ml.config import Settings
 from pd4ml.errors import (
     ChecksumMismatchError,
@@ -31,7 +32,6 @@ from pd4ml.errors import (
     UnavailableError,
 )
 from pd4ml.fetch.archives import Candidate, RecordFile, candidates, fetch_record_files
-from pd4ml.checksums import READ_CHUNK, Checksum, hash_file, new_hasher
 from pd4ml.fetch.http import Downloader, PartialDownload, new_session
 from pd4ml.fetch.locking import exclusive
 from pd4ml.fetch.progress import Progress, progress_enabled
@@ -114,7 +114,9 @@ class Fetcher:
         zenodo_host = urlsplit(self.settings.zenodo_url or "https://zenodo.org").hostname
         return {"Authorization": f"Bearer {token}"} if urlsplit(url).hostname == zenodo_host else {}
 
-    def _recorded_files(self, manifest: DatasetManifest, version: DatasetVersion) -> dict[str, RecordFile]:
+    def _recorded_files(
+        self, manifest: DatasetManifest, version: DatasetVersion
+    ) -> dict[str, RecordFile]:
         """Record-API facts saved by an earlier download, from the user cache or a shared layer."""
         paths = [self.cache.record_path(manifest.name, version.name)] + [
             self.cache.version_dir(manifest.name, version.name, root) / "record.json"
@@ -127,7 +129,9 @@ class Fetcher:
                     key: RecordFile(
                         key=key,
                         size=value.get("size"),
-                        checksum=Checksum.parse(value["checksum"]) if value.get("checksum") else None,
+                        checksum=Checksum.parse(value["checksum"])
+                        if value.get("checksum")
+                        else None,
                         url=None,
                     )
                     for key, value in payload["files"].items()
@@ -151,7 +155,10 @@ class Fetcher:
                     "record": version.source.record,
                     "retrieved_at": time.time(),
                     "files": {
-                        key: {"size": item.size, "checksum": str(item.checksum) if item.checksum else None}
+                        key: {
+                            "size": item.size,
+                            "checksum": str(item.checksum) if item.checksum else None,
+                        }
                         for key, item in files.items()
                     },
                 },
@@ -217,12 +224,19 @@ class Fetcher:
         if expected.checksum is None:
             return None
         if expected.size is not None and path.stat().st_size != expected.size:
-            log.warning("%s has %d bytes, expected %d; ignoring it", path, path.stat().st_size, expected.size)
+            log.warning(
+                "%s has %d bytes, expected %d; ignoring it",
+                path,
+                path.stat().st_size,
+                expected.size,
+            )
             return None
         log.info("verifying %s (no valid stamp)", path)
         actual = hash_file(path, expected.algorithm)
         if actual != expected.checksum:
-            log.warning("%s has checksum %s, expected %s; ignoring it", path, actual, expected.checksum)
+            log.warning(
+                "%s has checksum %s, expected %s; ignoring it", path, actual, expected.checksum
+            )
             return None
         self.cache.write_stamp(path, str(actual), origin, beside=origin != "shared")
         return LocalFile(path.name, path, origin, str(actual))
@@ -239,7 +253,9 @@ class Fetcher:
             expected = self.expected(manifest, version, entry, network=False)
         for root in self.cache.shared_roots():
             shared = self._verified(
-                self.cache.raw_path(manifest.name, version.name, entry.key, root), expected, "shared"
+                self.cache.raw_path(manifest.name, version.name, entry.key, root),
+                expected,
+                "shared",
             )
             if shared is not None:
                 return LocalFile(entry.key, shared.path, shared.origin, shared.checksum, shared.url)
@@ -250,13 +266,17 @@ class Fetcher:
             return LocalFile(entry.key, cached.path, cached.origin, cached.checksum, cached.url)
         return None
 
-    def is_cached(self, manifest: DatasetManifest, version: DatasetVersion, entry: FileEntry) -> bool:
-        """True when a stamped (verified) copy exists locally; never hashes, never asks the network."""
+    def is_cached(
+        self, manifest: DatasetManifest, version: DatasetVersion, entry: FileEntry
+    ) -> bool:
+        """True when a stamped (verified) copy exists locally; no hashing, no network."""
         expected = self.expected(manifest, version, entry, network=False)
         for root in (*self.cache.shared_roots(), self.cache.root):
             path = self.cache.raw_path(manifest.name, version.name, entry.key, root)
             stamp = self.cache.read_stamp(path) if path.is_file() else None
-            if stamp is not None and (expected.checksum is None or expected.accepts(stamp.checksum)):
+            if stamp is not None and (
+                expected.checksum is None or expected.accepts(stamp.checksum)
+            ):
                 return True
         return False
 
@@ -328,7 +348,9 @@ class Fetcher:
         errors: list[tuple[Candidate, Exception]],
     ) -> DownloadError:
         tried = "; ".join(
-            f"[{c.origin}] {e}" if str(e).startswith(c.location) else f"[{c.origin}] {c.location}: {e}"
+            f"[{c.origin}] {e}"
+            if str(e).startswith(c.location)
+            else f"[{c.origin}] {c.location}: {e}"
             for c, e in errors
         )
         tried = tried or "no source"
@@ -336,12 +358,15 @@ class Fetcher:
         if version.source.status != "available":
             note = f" Note: {version.source.status_note}"
         message = (
-            f"could not obtain {entry.key} of {manifest.name} {version.name}. Tried: {tried}.{note} "
+            f"could not obtain {entry.key} of {manifest.name} {version.name}. "
+            f"Tried: {tried}.{note} "
             f"To fix: {remedy(manifest.name)}."
         )
         kinds = {type(error) for _, error in errors}
-        if len(kinds) == 1 and issubclass(next(iter(kinds)), IntegrityError):
-            return next(iter(kinds))(message)  # type: ignore[no-any-return]
+        if len(kinds) == 1:
+            kind = next(iter(kinds))
+            if issubclass(kind, IntegrityError):  # every source failed the same check
+                return kind(message)
         return DownloadError(message)
 
     def _fetch_from(
@@ -410,7 +435,9 @@ class Fetcher:
                 path.unlink()
 
     @staticmethod
-    def _copy_local(source: Path, partial: PartialDownload, size: int | None, bar: Progress) -> None:
+    def _copy_local(
+        source: Path, partial: PartialDownload, size: int | None, bar: Progress
+    ) -> None:
         if not source.is_file():
             raise DownloadError(f"{source}: no such file")
         if size is not None and source.stat().st_size != size:
@@ -486,7 +513,10 @@ class Fetcher:
         return results
 
     def import_directory(
-        self, manifest: DatasetManifest, directory: Path, version: DatasetVersion | str | None = None
+        self,
+        manifest: DatasetManifest,
+        directory: Path,
+        version: DatasetVersion | str | None = None,
     ) -> dict[str, LocalFile]:
         """Verify files fetched elsewhere and place them in the cache (air-gapped clusters).
 
@@ -501,7 +531,11 @@ class Fetcher:
         problems: list[str] = []
         for entry in version.files:
             source = next(
-                (p for p in (directory / entry.key, directory / Path(entry.key).name) if p.is_file()),
+                (
+                    p
+                    for p in (directory / entry.key, directory / Path(entry.key).name)
+                    if p.is_file()
+                ),
                 None,
             )
             if source is None:
@@ -522,17 +556,23 @@ class Fetcher:
             )
         if not planned:
             wanted = ", ".join(entry.key for entry in version.files)
-            raise DownloadError(f"{directory} holds none of the files of {manifest.name} {version.name} ({wanted})")
+            raise DownloadError(
+                f"{directory} holds none of the files of {manifest.name} {version.name} ({wanted})"
+            )
         imported: dict[str, LocalFile] = {}
         for entry, source, expected, actual in planned:
             if expected.checksum is None:
-                log.warning("%s: no published checksum; recorded %s of the imported file", entry.key, actual)
+                log.warning(
+                    "%s: no published checksum; recorded %s of the imported file", entry.key, actual
+                )
             final = self.cache.raw_path(manifest.name, version.name, entry.key)
             with exclusive(self.cache.state_path(final, ".lock"), f"import of {entry.key}"):
                 part = self.cache.state_path(final, ".part")
                 part.parent.mkdir(parents=True, exist_ok=True)
                 partial = PartialDownload(
-                    part, (actual.algorithm,), hashers={actual.algorithm: new_hasher(actual.algorithm)}
+                    part,
+                    (actual.algorithm,),
+                    hashers={actual.algorithm: new_hasher(actual.algorithm)},
                 )
                 self._copy_local(source, partial, expected.size, Progress("", None, False))
                 if partial.checksums()[actual.algorithm] != actual:

@@ -24,11 +24,11 @@ from typing import BinaryIO
 import requests
 import urllib3
 
-from pd4ml._version import __version__
 from pd4ml._logging import get_logger
+from pd4ml._version import __version__
+from pd4ml.checksums import Checksum, Hasher, feed_file, new_hasher
 from pd4ml.config import RetryPolicy
 from pd4ml.errors import DownloadError, HtmlResponseError, SizeMismatchError
-from pd4ml.checksums import Checksum, Hasher, feed_file, new_hasher
 from pd4ml.fetch.progress import Progress
 
 log = get_logger("fetch")
@@ -212,7 +212,11 @@ class Downloader:
                 raise _Transient(f"HTTP {status}", retry_after)
             if status == 416 and offset:
                 announced = response.headers.get("Content-Range", "").rpartition("/")[2]
-                if expected_size is not None and announced.isdigit() and int(announced) != expected_size:
+                if (
+                    expected_size is not None
+                    and announced.isdigit()
+                    and int(announced) != expected_size
+                ):
                     raise SizeMismatchError(
                         f"{url} holds {announced} bytes but the manifest size is {expected_size}"
                     )

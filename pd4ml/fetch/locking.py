@@ -47,7 +47,11 @@ def _soft_lock(path: Path, description: str) -> Iterator[None]:
             with contextlib.suppress(OSError, ValueError):
                 holder = json.loads(path.read_text())
             pid = holder.get("pid")
-            if holder.get("host") == me["host"] and isinstance(pid, int) and not _process_alive(pid):
+            if (
+                holder.get("host") == me["host"]
+                and isinstance(pid, int)
+                and not _process_alive(pid)
+            ):
                 log.warning("removing stale lock %s of dead process %d", path, pid)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()

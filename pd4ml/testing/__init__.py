@@ -4,6 +4,12 @@ Nothing here is real data: files written by the generators are marked synthetic 
 of metadata downstream.
 """
 
-from pd4ml.testing.server import HTML_ERROR_PAGE, ArchiveServer, Fault, ServedRequest, serve_directory
+from pd4ml.testing.server import (
+    HTML_ERROR_PAGE,
+    ArchiveServer,
+    Fault,
+    ServedRequest,
+    serve_directory,
+)
 
 __all__ = ["HTML_ERROR_PAGE", "ArchiveServer", "Fault", "ServedRequest", "serve_directory"]

@@ -42,7 +42,7 @@ def write_demo_npz(path: Path, n_train: int = 7_000, n_test: int = 3_000, seed: 
         points[:, :, 2] += 0.25 * labels[:, None] * points[:, :, 0]
         arrays[f"X_{split}_0"] = points
         arrays[f"y_{split}"] = labels
-    np.savez_compressed(path, **arrays)
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
     return path
 
 
@@ -116,7 +116,9 @@ def run_demo(cache_dir: Path | None = None) -> DemoReport:
         with ArchiveServer() as server:
             server.add_zenodo_record(DEMO_RECORD, {"demo_points.npz": source})
             dataset = demo_dataset(demo_manifest(server.url, source))
-            settings = Settings.from_env(cache).with_changes(mirrors=(), shared_dirs=(), offline=False)
+            settings = Settings.from_env(cache).with_changes(
+                mirrors=(), shared_dirs=(), offline=False
+            )
             started = time.perf_counter()
             cold = dataset.load("train", settings=settings)
             cold_seconds = time.perf_counter() - started

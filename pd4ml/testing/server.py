@@ -98,7 +98,9 @@ class Fault:
         return cls("html_page", path, times, {"content_type": content_type})
 
     @classmethod
-    def corrupt(cls, offset: int, n_bytes: int = 16, path: str = "*", times: int | None = 1) -> Fault:
+    def corrupt(
+        cls, offset: int, n_bytes: int = 16, path: str = "*", times: int | None = 1
+    ) -> Fault:
         """Flip ``n_bytes`` bytes of the file starting at byte ``offset``."""
         return cls("corrupt", path, times, {"offset": offset, "n_bytes": n_bytes})
 
@@ -251,7 +253,12 @@ class ArchiveServer:
                 "zenodo",
                 record,
                 {key: _ServedFile(Path(path)) for key, path in files.items()},
-                {"title": title, "conceptrecid": concept, "version": version, "license": license_id},
+                {
+                    "title": title,
+                    "conceptrecid": concept,
+                    "version": version,
+                    "license": license_id,
+                },
             )
         )
         return f"{self.url}/records/{record}"
@@ -277,7 +284,9 @@ class ArchiveServer:
                 self._eos[eos_path] = served[key]
         return f"{self.url}/record/{record}"
 
-    def add_file(self, url_path: str, path: str | os.PathLike[str], content_type: str | None = None) -> str:
+    def add_file(
+        self, url_path: str, path: str | os.PathLike[str], content_type: str | None = None
+    ) -> str:
         """Serve a local file at ``/files/{url_path}``; return its URL."""
         key = url_path.lstrip("/")
         served = _ServedFile(Path(path))
@@ -288,7 +297,7 @@ class ArchiveServer:
         return f"{self.url}/files/{quote(key)}"
 
     def add_directory(self, root: str | os.PathLike[str]) -> None:
-        """Serve a directory laid out as ``zenodo/<id>/*``, ``cernopendata/<id>/*``, ``files/**``."""
+        """Serve a directory laid out as ``zenodo/<id>/*``, ``cernopendata/<id>/*``, ``files/…``."""
         root = Path(root)
         for kind in ("zenodo", "cernopendata"):
             for record_dir in sorted((root / kind).glob("*")):
@@ -401,7 +410,11 @@ class ArchiveServer:
                 "resource_type": {"type": "dataset", "title": "Dataset"},
                 "relations": {
                     "version": [
-                        {"index": 0, "is_last": True, "parent": {"pid_type": "recid", "pid_value": concept}}
+                        {
+                            "index": 0,
+                            "is_last": True,
+                            "parent": {"pid_type": "recid", "pid_value": concept},
+                        }
                     ]
                 },
             },
@@ -480,13 +493,13 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pd4ml-loopback/1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: the request log is kept in ArchiveServer.requests
 
-    def do_HEAD(self) -> None:  # noqa: N802 - stdlib naming
+    def do_HEAD(self) -> None:
         self._answer(head=True)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         self._answer(head=False)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -502,7 +515,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
 
-    def _simple(self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] = {}) -> int:
+    def _simple(
+        self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] = {}
+    ) -> int:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
