@@ -15,7 +15,16 @@ Configuration is by environment variables (``PD4ML_DATA_DIR``, ``PD4ML_SHARED_DA
 from pd4ml._version import __version__
 from pd4ml.citation import cite
 from pd4ml.config import Settings
-from pd4ml.datasets import Dataset, LoadMetadata, LoadResult, datasets, get, load
+from pd4ml.datasets import (
+    Dataset,
+    LoadMetadata,
+    LoadResult,
+    PreparedData,
+    TopTagging,
+    datasets,
+    get,
+    load,
+)
 from pd4ml.errors import (
     ChecksumMismatchError,
     ConversionError,
@@ -35,7 +44,9 @@ __all__ = [
     "LoadResult",
     "OfflineError",
     "Pd4mlError",
+    "PreparedData",
     "Settings",
+    "TopTagging",
     "UnavailableError",
     "UnknownNameError",
     "__version__",

@@ -5,17 +5,21 @@ from pd4ml.datasets.base import (
     Dataset,
     LoadMetadata,
     LoadResult,
+    PreparedData,
     datasets,
     get,
     load,
     unregister,
 )
+from pd4ml.datasets.top_tagging import TopTagging
 
 __all__ = [
     "ArrayWriter",
     "Dataset",
     "LoadMetadata",
     "LoadResult",
+    "PreparedData",
+    "TopTagging",
     "datasets",
     "get",
     "load",

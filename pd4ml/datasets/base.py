@@ -13,8 +13,13 @@ into arrays (:meth:`Dataset.convert`) and which splits exist. Everything else is
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib
+import inspect
+import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,7 +32,7 @@ from numpy.lib import format as npy_format
 
 from pd4ml._logging import get_logger
 from pd4ml._version import __version__
-from pd4ml.cache import Cache, read_json, write_json_atomic
+from pd4ml.cache import Cache, atomic_directory, read_json, write_json_atomic
 from pd4ml.config import Settings
 from pd4ml.errors import ConversionError, UnknownNameError
 from pd4ml.fetch import Fetcher, LocalFile
@@ -106,6 +111,48 @@ class LoadResult:
         return int(self.y.shape[0])
 
 
+@dataclass(frozen=True)
+class PreparedData:
+    """Preprocessed arrays of one split, by name (read-only memory maps).
+
+    Typical names: ``features`` (inputs), ``mask`` (real entries of padded inputs),
+    ``neighbours``/``neighbour_mask`` (sparse graph), ``labels``, ``weights``. Each dataset
+    documents its names, shapes and units; ``metadata`` records the parameters, the statistics
+    fitted on train, and the provenance of the underlying split.
+    """
+
+    arrays: Mapping[str, np.ndarray]
+    metadata: Mapping[str, Any]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self.arrays[name]
+        except KeyError:
+            raise KeyError(f"no array {name!r}; arrays: {list(self.arrays)}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.arrays
+
+    def keys(self) -> list[str]:
+        """The array names."""
+        return list(self.arrays)
+
+    @property
+    def features(self) -> np.ndarray:
+        """The model inputs."""
+        return self["features"]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Labels (classification) or targets (regression), ``(n_events,)``."""
+        return self["labels"]
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        """Per-event sample weights, or ``None``."""
+        return self.arrays.get("weights")
+
+
 class ArrayWriter:
     """Collects the arrays a converter produces, split by split, as ``.npy`` files.
 
@@ -162,6 +209,13 @@ class ArrayWriter:
             "info": dict(info or {}),
         }
 
+    def describe_arrays(self, split: str, names: Sequence[str], info: Mapping[str, Any]) -> None:
+        """Declare the arrays of a prepared ``split`` (see :meth:`Dataset.load_data`)."""
+        for name in names:
+            if not (self.directory / split / f"{name}.npy").is_file():
+                raise ConversionError(f"preparation declared {split}/{name} but did not write it")
+        self.splits[split] = {"arrays": list(names), "info": dict(info)}
+
 
 class Dataset:
     """Base class of every dataset. Subclasses set :attr:`name` and implement :meth:`convert`.
@@ -180,6 +234,10 @@ class Dataset:
     """Bump when :meth:`convert` changes its output; cached arrays are rebuilt."""
     manifest_override: ClassVar[DatasetManifest | None] = None
     """A manifest given in code (tests, demos) instead of the bundled TOML file."""
+    prepare_defaults: ClassVar[Mapping[str, Any]] = {}
+    """The parameters of :meth:`load_data` and their defaults."""
+    prepare_version: ClassVar[int] = 1
+    """Bump when :meth:`prepare` changes meaning; the source code is hashed into the key too."""
 
     def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -294,6 +352,174 @@ class Dataset:
         if split_dir is None or force_download:
             split_dir = cls._build_split(settings, dataset_version, split, force_download)
         return cls._open_split(split_dir, dataset_version, split, max_events)
+
+    # -- preprocessing -----------------------------------------------------------------------
+    @classmethod
+    def fit_statistics(cls, train: LoadResult, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Statistics fitted on the train split once (scalers); stored and reused for all splits."""
+        return {}
+
+    @classmethod
+    def prepare(
+        cls,
+        raw: LoadResult,
+        statistics: Mapping[str, np.ndarray],
+        params: Mapping[str, Any],
+        writer: ArrayWriter,
+        split: str,
+    ) -> None:
+        """Write the preprocessed arrays of ``split`` and :meth:`ArrayWriter.describe_arrays`."""
+        raise NotImplementedError(f"{cls.__name__} does not define prepare()")
+
+    @classmethod
+    def prepared_key(cls, version: DatasetVersion, params: Mapping[str, Any]) -> str:
+        """Cache key: dataset version, parameters and the preprocessing code (its source)."""
+        sources = []
+        for module in (sys.modules[cls.__module__], importlib.import_module("pd4ml.graphs")):
+            with contextlib.suppress(OSError, TypeError):
+                sources.append(
+                    hashlib.sha256(Path(inspect.getfile(module)).read_bytes()).hexdigest()
+                )
+        payload = {
+            "dataset": cls.manifest().name,
+            "version": version.name,
+            "converter_version": cls.converter_version,
+            "prepare_version": cls.prepare_version,
+            "params": {key: params[key] for key in sorted(params)},
+            "code": sources,
+        }
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    @classmethod
+    def resolve_params(cls, graph: bool, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The defaults updated with ``params``; unknown names are an error."""
+        unknown = sorted(set(params) - set(cls.prepare_defaults))
+        if unknown:
+            known = ", ".join(sorted(cls.prepare_defaults)) or "none"
+            raise TypeError(
+                f"{cls.__name__}.load_data got unknown parameter(s) {unknown}; known: {known}"
+            )
+        return {**cls.prepare_defaults, **params, "graph": bool(graph)}
+
+    @classmethod
+    def load_data(
+        cls,
+        split: str = "train",
+        graph: bool = False,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        force_download: bool = False,
+        version: str | None = None,
+        max_events: int | None = None,
+        settings: Settings | None = None,
+        **params: Any,
+    ) -> PreparedData:
+        """The literature's preprocessing of one split, cached on disk and memory-mapped.
+
+        Statistics (scalers) are fitted on the train split once, stored, and reused for every
+        split. The cache key hashes the dataset version, the parameters and the preprocessing
+        code, so a changed parameter never returns a stale result. ``params`` are
+        dataset-specific (see :attr:`prepare_defaults`).
+        """
+        from pd4ml.fetch.locking import exclusive
+
+        split = cls.resolve_split(split)
+        settings = settings or Settings.from_env(path)
+        dataset_version = cls.manifest().version(version)
+        resolved = cls.resolve_params(graph, params)
+        key = cls.prepared_key(dataset_version, resolved)
+        cache = Cache(settings)
+        root = cache.version_dir(cls.manifest().name, dataset_version.name) / "prepared" / key
+        directory = root / split
+        if force_download or not (directory / "meta.json").is_file():
+            with exclusive(root.parent / ".pd4ml" / f"{key}.lock", f"preparing {cls.__name__}"):
+                if force_download or not (directory / "meta.json").is_file():
+                    raw = cls.load(
+                        split, settings=settings, version=version, force_download=force_download
+                    )
+                    statistics = cls._statistics(root, dataset_version, resolved, settings)
+                    cls._prepare_split(root, split, raw, statistics, resolved)
+        return cls._open_prepared(directory, max_events)
+
+    @classmethod
+    def _statistics(
+        cls, root: Path, version: DatasetVersion, params: Mapping[str, Any], settings: Settings
+    ) -> dict[str, np.ndarray]:
+        folder = root / "statistics"
+        meta = read_json(folder / "meta.json")
+        if isinstance(meta, dict):
+            return {
+                name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in meta["arrays"]
+            }
+        train = cls.load("train", settings=settings, version=version.name)
+        statistics = cls.fit_statistics(train, params)
+        with atomic_directory(folder) as staging:
+            for name, value in statistics.items():
+                np.save(staging / f"{name}.npy", np.asarray(value), allow_pickle=False)
+            write_json_atomic(
+                staging / "meta.json",
+                {"arrays": sorted(statistics), "fitted_on": "train", "n_events": train.n_events},
+            )
+        return statistics
+
+    @classmethod
+    def _prepare_split(
+        cls,
+        root: Path,
+        split: str,
+        raw: LoadResult,
+        statistics: Mapping[str, np.ndarray],
+        params: Mapping[str, Any],
+    ) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=root))
+        try:
+            writer = ArrayWriter(staging)
+            started = time.monotonic()
+            cls.prepare(raw, statistics, params, writer, split)
+            if split not in writer.splits:
+                raise ConversionError(f"{cls.__name__}.prepare did not produce split {split!r}")
+            description = writer.splits[split]
+            meta = {
+                **description,
+                "dataset": raw.metadata.dataset,
+                "version": raw.metadata.version,
+                "split": split,
+                "params": dict(params),
+                "statistics": {
+                    name: np.asarray(v).tolist()
+                    if np.asarray(v).size <= 64
+                    else f"{np.asarray(v).shape} array"
+                    for name, v in statistics.items()
+                },
+                "source": raw.metadata.source,
+                "synthetic": raw.metadata.synthetic,
+                "prepared_at": time.time(),
+                "seconds": time.monotonic() - started,
+            }
+            write_json_atomic(staging / split / "meta.json", meta)
+            _replace_directory(staging / split, root / split)
+            write_json_atomic(root / "params.json", dict(params))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @classmethod
+    def _open_prepared(cls, directory: Path, max_events: int | None) -> PreparedData:
+        meta = read_json(directory / "meta.json")
+        if not isinstance(meta, dict):
+            raise ConversionError(f"{directory}/meta.json is missing or unreadable")
+        arrays: dict[str, np.ndarray] = {}
+        for name in meta["arrays"]:
+            array: np.ndarray = np.load(
+                directory / f"{name}.npy", mmap_mode="r", allow_pickle=False
+            )
+            arrays[name] = array[:max_events] if max_events is not None and array.ndim else array
+        if meta.get("synthetic"):
+            log.warning(
+                "%s %s is SYNTHETIC test data, not a real dataset", meta["dataset"], meta["split"]
+            )
+        return PreparedData(arrays, meta)
 
     @classmethod
     def _split_directory(
@@ -468,6 +694,7 @@ __all__ = [
     "Dataset",
     "LoadMetadata",
     "LoadResult",
+    "PreparedData",
     "datasets",
     "get",
     "load",

@@ -1,0 +1,235 @@
+"""TopTagging — the Top Quark Tagging Reference Dataset (Zenodo 2603256).
+
+Hadronic tops (label 1) against QCD jets (label 0): anti-kT R = 0.8 jets with
+pT in [550, 650] GeV and |η| < 2 at 14 TeV (Pythia 8 + Delphes), up to 200 pT-ordered
+constituents each as four-momenta.
+
+``load(split)`` gives ``X = [constituents]`` with ``constituents`` of shape
+``(n_jets, 200, 4)`` float32 ``[E, px, py, pz]`` in GeV (zero-padded) and ``y`` ``(n_jets,)`` int64.
+Splits: ``train`` (1,211,000), ``val`` (403,000), ``test`` (404,000) from the official files; the
+``pd4ml-2021`` version (train and validation merged in one npz) recovers them from its ``ttv``
+flag. Extra arrays: ``truth_top`` ``(n_jets, 4)`` (the matched top's four-momentum, zero for
+QCD) and ``ttv`` (the original split flag: 0 train, 1 test, 2 validation).
+
+``load_data(split, graph=False, n_constituents=100, k=7)`` gives, for the first
+``n_constituents`` constituents:
+
+* ``features`` ``(n_jets, P, 7)`` float32: ln pT, ln E, Δη·sign(η_jet), Δφ (wrapped to [-π, π)),
+  ln(pT/pT_jet), ln(E/E_jet), ΔR — the jet is the sum of *all* its constituents; padding is 0;
+* ``mask`` ``(n_jets, P)`` bool, from the real constituent count (a constituent with pT of
+  exactly 1 GeV is real, unlike in the original, which used ln pT ≠ 0);
+* with ``graph=True``: ``neighbours`` ``(n_jets, P, k)`` int32 and ``neighbour_mask`` — the k
+  nearest neighbours in (Δη, Δφ), never padding, never the node itself (ParticleNet uses k = 16);
+* ``labels`` ``(n_jets,)`` int64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
+from pd4ml.errors import ConversionError
+from pd4ml.graphs import knn_neighbours
+from pd4ml.manifest import DatasetVersion
+from pd4ml.npyio import copy_npz_member, npz_headers
+from pd4ml.pandas_hdf import PandasHdf
+
+N_CONSTITUENTS = 200
+CONSTITUENT_COLUMNS = [f"{name}_{i}" for i in range(N_CONSTITUENTS) for name in ("E", "PX", "PY", "PZ")]
+TRUTH_COLUMNS = ["truthE", "truthPX", "truthPY", "truthPZ"]
+FEATURE_NAMES = ("log_pt", "log_e", "eta_rel", "phi_rel", "log_pt_rel", "log_e_rel", "delta_r")
+OFFICIAL_FILES = {"train": "train.h5", "val": "val.h5", "test": "test.h5"}
+_READ_CHUNK = 50_000
+_PREPARE_CHUNK = 20_000
+
+
+def constituent_count(constituents: np.ndarray) -> np.ndarray:
+    """Real constituents per jet ``(n_jets,)``: entries with E > 0 (padding is trailing zeros)."""
+    return np.count_nonzero(constituents[..., 0] > 0, axis=1)
+
+
+def constituent_features(
+    constituents: np.ndarray, n_constituents: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """The seven constituent features and the mask of real constituents.
+
+    Args:
+        constituents: ``(n_jets, n_max, 4)`` ``[E, px, py, pz]`` in GeV, pT-ordered, zero-padded.
+        n_constituents: keep the first P constituents.
+
+    Returns:
+        ``features`` ``(n_jets, P, 7)`` float32 (see the module docstring; 0 for padding) and
+        ``mask`` ``(n_jets, P)`` bool.
+    """
+    momenta = np.asarray(constituents, dtype=np.float64)
+    n_jets, n_max, _ = momenta.shape
+    count = constituent_count(momenta)
+    real_all = np.arange(n_max)[None, :] < count[:, None]
+    jet = np.where(real_all[..., None], momenta, 0.0).sum(axis=1)
+    jet_pt = np.hypot(jet[:, 1], jet[:, 2])
+    jet_eta = np.arcsinh(np.divide(jet[:, 3], jet_pt, out=np.zeros_like(jet_pt), where=jet_pt > 0))
+    jet_phi = np.arctan2(jet[:, 2], jet[:, 1])
+    jet_energy = jet[:, 0]
+
+    kept = momenta[:, :n_constituents]
+    mask = real_all[:, :n_constituents]
+    width = kept.shape[1]
+    energy, px, py, pz = (kept[..., index] for index in range(4))
+    pt = np.hypot(px, py)
+    safe_pt = np.where(mask & (pt > 0), pt, 1.0)
+    eta = np.arcsinh(pz / safe_pt)
+    phi = np.arctan2(py, px)
+    side = np.where(jet_eta < 0, -1.0, 1.0)[:, None]
+    eta_rel = (eta - jet_eta[:, None]) * side
+    phi_rel = np.mod(phi - jet_phi[:, None] + np.pi, 2 * np.pi) - np.pi
+    safe_energy = np.where(mask & (energy > 0), energy, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        features = np.stack(
+            [
+                np.log(safe_pt),
+                np.log(safe_energy),
+                eta_rel,
+                phi_rel,
+                np.log(safe_pt / np.where(jet_pt > 0, jet_pt, 1.0)[:, None]),
+                np.log(safe_energy / np.where(jet_energy > 0, jet_energy, 1.0)[:, None]),
+                np.hypot(eta_rel, phi_rel),
+            ],
+            axis=-1,
+        )
+    features[~mask] = 0.0
+    if width < n_constituents:  # fewer slots in the file than asked for: pad
+        padded = np.zeros((n_jets, n_constituents, len(FEATURE_NAMES)))
+        padded[:, :width] = features
+        padded_mask = np.zeros((n_jets, n_constituents), dtype=bool)
+        padded_mask[:, :width] = mask
+        features, mask = padded, padded_mask
+    return features.astype(np.float32), mask
+
+
+class TopTagging(Dataset):
+    """The Top Quark Tagging Reference Dataset (see the module docstring for shapes)."""
+
+    name = "top_tagging"
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+    split_aliases: ClassVar[Mapping[str, str]] = {"validation": "val", "valid": "val"}
+    prepare_defaults: ClassVar[Mapping[str, Any]] = {"n_constituents": 100, "k": 7}
+
+    # -- conversion ---------------------------------------------------------------------------
+    @classmethod
+    def files_for_split(cls, version: DatasetVersion, split: str) -> list[str]:
+        keys = super().files_for_split(version, split)
+        if not keys and split == "val":  # the merged pd4ml file feeds val through its ttv flag
+            keys = super().files_for_split(version, "train")
+        return keys
+
+    @classmethod
+    def convert(
+        cls, raw_files: Mapping[str, Path], version: DatasetVersion, writer: ArrayWriter, split: str
+    ) -> None:
+        if OFFICIAL_FILES[split] in raw_files:
+            cls._convert_h5(raw_files[OFFICIAL_FILES[split]], writer, split)
+        elif "1_top_tagging_2M.npz" in raw_files:
+            cls._convert_pd4ml_npz(raw_files["1_top_tagging_2M.npz"], writer)
+        else:
+            raise ConversionError(f"no TopTagging file for split {split!r} among {sorted(raw_files)}")
+
+    @classmethod
+    def _convert_h5(cls, path: Path, writer: ArrayWriter, split: str) -> None:
+        with PandasHdf(path) as table:
+            missing = [name for name in (*CONSTITUENT_COLUMNS, "is_signal_new") if name not in table.columns]
+            if missing:
+                raise ConversionError(
+                    f"{path}: not a Top Tagging file: missing column(s) {', '.join(missing[:4])}"
+                )
+            n_jets = table.n_rows
+            constituents = writer.empty(split, "constituents", (n_jets, N_CONSTITUENTS, 4), np.float32)
+            labels = writer.empty(split, "labels", (n_jets,), np.int64)
+            truth = writer.empty(split, "truth_top", (n_jets, 4), np.float32)
+            flag = writer.empty(split, "ttv", (n_jets,), np.int8)
+            has_truth = all(name in table.columns for name in TRUTH_COLUMNS)
+            has_flag = "ttv" in table.columns
+            for start in range(0, n_jets, _READ_CHUNK):
+                stop = min(start + _READ_CHUNK, n_jets)
+                block = table.read(CONSTITUENT_COLUMNS, start, stop)
+                constituents[start:stop] = block.reshape(stop - start, N_CONSTITUENTS, 4)
+                labels[start:stop] = table.read(["is_signal_new"], start, stop, dtype=np.int64)[:, 0]
+                truth[start:stop] = table.read(TRUTH_COLUMNS, start, stop) if has_truth else 0.0
+                flag[start:stop] = table.read(["ttv"], start, stop, dtype=np.int8)[:, 0] if has_flag else -1
+            if not np.isin(labels, (0, 1)).all():
+                raise ConversionError(f"{path}: is_signal_new holds values other than 0 and 1")
+            for array in (constituents, labels, truth, flag):
+                array.flush()
+        writer.describe(split, features=["constituents"], labels="labels", extra=["truth_top", "ttv"])
+
+    @classmethod
+    def _convert_pd4ml_npz(cls, path: Path, writer: ArrayWriter) -> None:
+        headers = npz_headers(path)
+        expected = {"X_train_0": 3, "X_train_1": 1, "y_train": 1, "X_test_0": 3, "y_test": 1}
+        for key, ndim in expected.items():
+            if key not in headers or len(headers[key].shape) != ndim:
+                raise ConversionError(f"{path}: expected array {key} with {ndim} dimensions")
+        if headers["X_train_0"].shape[1:] != (N_CONSTITUENTS, 4):
+            raise ConversionError(f"{path}: X_train_0 has shape {headers['X_train_0'].shape}")
+        scratch = writer.directory / ".scratch"
+        scratch.mkdir(exist_ok=True)
+        train = copy_npz_member(path, "X_train_0", scratch / "X_train_0.npy")
+        flag = copy_npz_member(path, "X_train_1", scratch / "X_train_1.npy")
+        labels = copy_npz_member(path, "y_train", scratch / "y_train.npy")
+        for split, code in (("train", 0), ("val", 2)):
+            rows = np.flatnonzero(np.asarray(flag) == code)
+            out = writer.empty(split, "constituents", (len(rows), N_CONSTITUENTS, 4), np.float32)
+            for start in range(0, len(rows), _READ_CHUNK):
+                out[start : start + _READ_CHUNK] = train[rows[start : start + _READ_CHUNK]]
+            writer.save(split, "labels", np.asarray(labels)[rows].astype(np.int64))
+            writer.save(split, "ttv", np.full(len(rows), code, dtype=np.int8))
+            writer.save(split, "truth_top", np.zeros((len(rows), 4), dtype=np.float32))
+            out.flush()
+            writer.describe(split, features=["constituents"], labels="labels", extra=["truth_top", "ttv"])
+        del train, flag, labels
+        copy_npz_member(path, "X_test_0", writer.path("test", "constituents"))
+        test_labels = copy_npz_member(path, "y_test", scratch / "y_test.npy")
+        writer.save("test", "labels", np.asarray(test_labels).astype(np.int64))
+        n_test = headers["X_test_0"].shape[0]
+        writer.save("test", "ttv", np.ones(n_test, dtype=np.int8))
+        writer.save("test", "truth_top", np.zeros((n_test, 4), dtype=np.float32))
+        writer.describe("test", features=["constituents"], labels="labels", extra=["truth_top", "ttv"])
+        del test_labels
+        for item in scratch.iterdir():
+            item.unlink()
+        scratch.rmdir()
+
+    # -- preprocessing ------------------------------------------------------------------------
+    @classmethod
+    def prepare(
+        cls,
+        raw: LoadResult,
+        statistics: Mapping[str, np.ndarray],
+        params: Mapping[str, Any],
+        writer: ArrayWriter,
+        split: str,
+    ) -> None:
+        n_constituents = int(params["n_constituents"])
+        k = int(params["k"])
+        constituents = raw["constituents"]
+        n_jets = constituents.shape[0]
+        features = writer.empty(split, "features", (n_jets, n_constituents, 7), np.float32)
+        mask = writer.empty(split, "mask", (n_jets, n_constituents), np.bool_)
+        names = ["features", "mask", "labels"]
+        if params["graph"]:
+            neighbours = writer.empty(split, "neighbours", (n_jets, n_constituents, k), np.int32)
+            neighbour_mask = writer.empty(split, "neighbour_mask", (n_jets, n_constituents, k), np.bool_)
+            names += ["neighbours", "neighbour_mask"]
+        for start in range(0, n_jets, _PREPARE_CHUNK):
+            stop = min(start + _PREPARE_CHUNK, n_jets)
+            block_features, block_mask = constituent_features(constituents[start:stop], n_constituents)
+            features[start:stop] = block_features
+            mask[start:stop] = block_mask
+            if params["graph"]:
+                points = block_features[..., 2:4]
+                neighbours[start:stop], neighbour_mask[start:stop] = knn_neighbours(points, block_mask, k)
+        writer.save(split, "labels", np.asarray(raw.y))
+        writer.describe_arrays(split, names, {"feature_names": list(FEATURE_NAMES)})

@@ -1,0 +1,137 @@
+"""Graph adjacency builders shared by the datasets — sparse first.
+
+* :func:`knn_neighbours` — k nearest neighbours on padded point clouds, batched and vectorised,
+  never linking padding and never a node to itself. Returns per-node neighbour indices and a
+  validity mask, ``(n_events, n_nodes, k)`` each.
+* :func:`neighbours_to_edge_index` — the same as PyTorch-Geometric style ``edge_index``.
+* :func:`neighbours_to_dense` — the dense ``(n_events, n_nodes, n_nodes)`` form, for
+  compatibility with models written against the original pd4ml.
+* :func:`decay_tree_edges` — mother ↔ daughter edges from mother indices.
+
+Edge direction convention: neighbour ``j`` in row ``i`` is an edge ``j → i`` (node ``i``
+aggregates from ``j``), i.e. ``edge_index = [[j, …], [i, …]]`` (source, target).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_CHUNK_EVENTS = 512
+
+
+def knn_neighbours(
+    points: np.ndarray, mask: np.ndarray, k: int, chunk: int = _CHUNK_EVENTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """k nearest neighbours of every real node, excluding padding and the node itself.
+
+    Args:
+        points: ``(n_events, n_nodes, n_dims)`` coordinates (e.g. Δη, Δφ).
+        mask: ``(n_events, n_nodes)`` bool, True for real nodes.
+        k: neighbours per node.
+        chunk: events per vectorised block (bounds the memory: ``chunk × n_nodes²`` floats).
+
+    Returns:
+        ``(neighbours, valid)``: ``(n_events, n_nodes, k)`` int32 indices ordered by distance
+        (nearest first; ``-1`` where fewer than ``k`` real neighbours exist) and the bool mask of
+        valid entries. Rows of padded nodes are all invalid.
+    """
+    n_events, n_nodes = mask.shape
+    neighbours = np.full((n_events, n_nodes, k), -1, dtype=np.int32)
+    valid = np.zeros((n_events, n_nodes, k), dtype=bool)
+    counts = mask.sum(axis=1)
+    for start in range(0, n_events, chunk):
+        stop = min(start + chunk, n_events)
+        width = int(counts[start:stop].max(initial=0))  # real nodes are leading: cut the padding
+        if width < 2 or k == 0:
+            continue
+        neighbours[start:stop, :width], valid[start:stop, :width] = _knn_block(
+            points[start:stop, :width].astype(np.float32), mask[start:stop, :width], k
+        )
+    return neighbours, valid
+
+
+def _knn_block(points: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    n_events, width, _ = points.shape
+    squared = np.einsum("enc,enc->en", points, points)
+    distance = (
+        squared[:, :, None] + squared[:, None, :] - 2.0 * np.einsum("enc,emc->enm", points, points)
+    )
+    distance[~np.broadcast_to(mask[:, None, :], distance.shape)] = np.inf
+    diagonal = np.arange(width)
+    distance[:, diagonal, diagonal] = np.inf
+    take = min(k, width - 1)
+    nearest = np.argpartition(distance, take - 1, axis=-1)[..., :take]
+    nearest_distance = np.take_along_axis(distance, nearest, axis=-1)
+    order = np.argsort(nearest_distance, axis=-1, kind="stable")
+    nearest = np.take_along_axis(nearest, order, axis=-1).astype(np.int32)
+    ok = np.isfinite(np.take_along_axis(nearest_distance, order, axis=-1)) & mask[:, :, None]
+    neighbours = np.full((n_events, width, k), -1, dtype=np.int32)
+    valid = np.zeros((n_events, width, k), dtype=bool)
+    neighbours[..., :take] = np.where(ok, nearest, -1)
+    valid[..., :take] = ok
+    return neighbours, valid
+
+
+def neighbours_to_edge_index(neighbours: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``(2, n_edges)`` int64 ``[source, target]`` of one event's ``(n_nodes, k)`` neighbours."""
+    target, slot = np.nonzero(valid)
+    source = neighbours[target, slot]
+    return np.stack([source, target]).astype(np.int64)
+
+
+def neighbours_to_dense(
+    neighbours: np.ndarray, valid: np.ndarray, self_loops: bool = False
+) -> np.ndarray:
+    """Dense ``(n_events, n_nodes, n_nodes)`` int8 adjacency ``A[e, i, j] = 1`` for ``j → i``."""
+    n_events, n_nodes, _ = neighbours.shape
+    dense = np.zeros((n_events, n_nodes, n_nodes), dtype=np.int8)
+    event, node, slot = np.nonzero(valid)
+    dense[event, node, neighbours[event, node, slot]] = 1
+    if self_loops:
+        real = valid.any(axis=-1)
+        event, node = np.nonzero(real)
+        dense[event, node, node] = 1
+    return dense
+
+
+def decay_tree_edges(mothers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mother ↔ daughter edges of decay trees, as per-node neighbour arrays.
+
+    Args:
+        mothers: ``(n_events, n_particles)`` index of each particle's mother, ``-1`` for roots
+            and padding.
+
+    Returns:
+        ``(edges, valid)`` with ``edges`` ``(n_events, n_edges_max, 2)`` int32 ``[mother,
+        daughter]`` pairs (one per particle with a mother, in particle order, ``-1`` padded) and
+        ``valid`` ``(n_events, n_edges_max)``. Use both directions for an undirected graph.
+    """
+    has_mother = mothers >= 0
+    n_particles = mothers.shape[1]
+    daughters = np.broadcast_to(np.arange(n_particles, dtype=np.int32), mothers.shape)
+    order = np.argsort(~has_mother, axis=1, kind="stable")
+    width = int(has_mother.sum(axis=1).max(initial=0))
+    order = order[:, :width]
+    valid = np.take_along_axis(has_mother, order, axis=1)
+    edges = np.stack(
+        [np.take_along_axis(mothers, order, axis=1), np.take_along_axis(daughters, order, axis=1)],
+        axis=-1,
+    ).astype(np.int32)
+    edges[~valid] = -1
+    return edges, valid
+
+
+def decay_tree_dense(mothers: np.ndarray) -> np.ndarray:
+    """The original pd4ml's dense decay adjacency ``(n_events, n, n)`` int8.
+
+    ``A[i, m] = A[m, i] = 1`` for each particle ``i`` with mother ``m``, plus a self-loop on every
+    particle that has a mother (roots and padding get none), as the original built it.
+    """
+    n_events, n_particles = mothers.shape
+    dense = np.zeros((n_events, n_particles, n_particles), dtype=np.int8)
+    event, particle = np.nonzero(mothers >= 0)
+    mother = mothers[event, particle]
+    dense[event, particle, mother] = 1
+    dense[event, mother, particle] = 1
+    dense[event, particle, particle] = 1
+    return dense
