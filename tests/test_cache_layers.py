@@ -217,3 +217,21 @@ def test_unsafe_dataset_or_version_names_rejected(settings: Settings) -> None:
         Cache(settings).raw_path("../evil", "v1", "a")
     with pytest.raises(UnsafePathError):
         Cache(settings).raw_path("ok", "v1", "/etc/passwd")
+
+
+def test_offline_import_of_an_unpinned_file_is_refused(
+    server: ArchiveServer, settings: Settings, served: Path, tmp_path: Path
+) -> None:
+    manifest = zenodo_manifest(server, 210, {"data.h5": served}, checksum_origin="record-api")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "data.h5").write_bytes(b"z" * served.stat().st_size)
+    with pytest.raises(ChecksumMismatchError, match="no checksum is known"):
+        Fetcher(settings.with_changes(offline=True)).import_directory(manifest, elsewhere)
+    assert server.count(method=None) == 0
+    # online, the record API gives the checksum and the wrong file is refused too
+    with pytest.raises(ChecksumMismatchError, match="nothing was placed"):
+        Fetcher(settings).import_directory(manifest, elsewhere)
+    assert not Cache(settings).record_path("testdata", "v1").exists(), (
+        "a refused import wrote to the cache"
+    )

@@ -132,6 +132,17 @@ def test_soft_lock_takes_over_from_a_dead_process(tmp_path: Path) -> None:
     with _soft_lock(lock, "test"):
         assert json.loads(lock.read_text())["pid"] == os.getpid()
     assert not lock.exists() and time.monotonic() - started < 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_soft_lock_takes_over_an_empty_leftover(tmp_path: Path) -> None:
+    from pd4ml.fetch import locking
+
+    lock = tmp_path / "z.lock.soft"
+    lock.write_text("")
+    os.utime(lock, (time.time() - 60, time.time() - 60))
+    with locking._soft_lock(lock, "test"):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
 
 
 def test_download_killed_midway_leaves_no_final_file_and_resumes(

@@ -377,3 +377,84 @@ def test_zenodo_token_only_sent_to_zenodo(server: ArchiveServer, settings: Setti
         "Authorization": "Bearer secret"
     }
     assert fetcher._auth_headers("https://example.org/a") == {}
+
+
+def test_record_without_the_file_is_refused(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
+    server.add_zenodo_record(130, {"other.h5": small_file})
+    server.add_file("direct/small.h5", small_file)
+    manifest = make_manifest(
+        {"kind": "zenodo", "record": "130", "base_url": server.url},
+        {"small.h5": None},
+        checksum_origin="record-api",
+    )
+    with pytest.raises(DownloadError, match=r"lists no file 'small\.h5'"):
+        Fetcher(settings).fetch(manifest)
+    assert server.count("*/files/*") == 0, "an unverifiable file must not even be downloaded"
+
+
+def test_unsupported_mirror_scheme_falls_through(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
+    manifest = zenodo_manifest(server, 131, {"small.h5": small_file})
+    local = Fetcher(settings.with_changes(mirrors=("s3://bucket/pd4ml",))).fetch(manifest)[
+        "small.h5"
+    ]
+    assert local.origin == "archive"
+
+
+def test_content_encoding_is_refused_clearly(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
+    manifest = zenodo_manifest(server, 132, {"small.h5": small_file})
+    server.inject(Fault.header("Content-Encoding", "gzip", times=None))
+    sleeps = Sleeps()
+    with pytest.raises(DownloadError, match="Content-Encoding 'gzip'"):
+        Fetcher(settings, sleep=sleeps).fetch(manifest)
+    assert sleeps.delays == [], "a refused encoding is not transient: no retries"
+
+
+def test_html_from_a_mirror_keeps_the_resumable_partial(
+    server: ArchiveServer, settings: Settings, big_file: Path
+) -> None:
+    manifest = zenodo_manifest(server, 133, {"train.h5": big_file})
+    server.add_file("mirror/testdata/v1/train.h5", big_file)
+    state = final_path(settings, manifest, "train.h5").parent / ".pd4ml"
+    state.mkdir(parents=True)
+    (state / "train.h5.part").write_bytes(
+        big_file.read_bytes()[: 20 * MB]
+    )  # an interrupted download
+    (state / "train.h5.part.json").write_text(json.dumps({"checksum": file_digest(big_file)}))
+    server.inject(
+        Fault.html_page(path="/files/mirror/*", times=None, content_type="application/octet-stream")
+    )
+    mirrored = settings.with_changes(mirrors=(f"{server.url}/files/mirror",))
+    local = Fetcher(mirrored, sleep=Sleeps()).fetch(manifest)["train.h5"]
+    assert local.checksum == file_digest(big_file)
+    archive = [entry for entry in server.requests if entry.path.startswith("/records/")]
+    assert archive[0].range == f"bytes={20 * MB}-", "the partial was thrown away by the HTML answer"
+
+
+def test_short_file_on_a_server_ignoring_range_fails_fast(
+    server: ArchiveServer, settings: Settings, small_file: Path
+) -> None:
+    manifest = zenodo_manifest(server, 134, {"small.h5": small_file})
+    server.inject(Fault.truncate(1000, times=None), Fault.ignore_range())
+    with pytest.raises(SizeMismatchError):
+        Fetcher(settings, sleep=Sleeps()).fetch(manifest)
+    assert server.count() == 2
+
+
+def test_damaged_partial_is_retried_from_zero(
+    server: ArchiveServer, settings: Settings, big_file: Path
+) -> None:
+    manifest = zenodo_manifest(server, 135, {"train.h5": big_file})
+    final = final_path(settings, manifest, "train.h5")
+    state = final.parent / ".pd4ml"
+    state.mkdir(parents=True)
+    (state / "train.h5.part").write_bytes(b"\0" * (5 * MB))  # garbage left by a crash
+    (state / "train.h5.part.json").write_text(json.dumps({"checksum": file_digest(big_file)}))
+    local = Fetcher(settings).fetch(manifest)["train.h5"]
+    assert local.checksum == file_digest(big_file)
+    assert [entry.range for entry in server.requests] == [f"bytes={5 * MB}-", None]

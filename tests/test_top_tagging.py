@@ -22,7 +22,13 @@ from pd4ml.testing.synthetic import (
     write_top_tagging_pd4ml_npz,
 )
 
-SHARED_TOP = Path(__file__).resolve().parents[2] / "shared" / "data" / "toptagging" / "pythia8_particle_level_4k.h5"
+SHARED_TOP = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "toptagging"
+    / "pythia8_particle_level_4k.h5"
+)
 COUNTS = {"train": 300, "val": 120, "test": 150}
 
 
@@ -41,7 +47,9 @@ def synthetic_top(server: ArchiveServer, official_files: dict[str, Path]) -> typ
     return synthetic_variant(TopTagging, server.url, 2603256, official_files)
 
 
-def test_load_official_layout(synthetic_top: type[Dataset], settings: Settings, server: ArchiveServer) -> None:
+def test_load_official_layout(
+    synthetic_top: type[Dataset], settings: Settings, server: ArchiveServer
+) -> None:
     for split, count in COUNTS.items():
         result = synthetic_top.load(split, settings=settings)
         X, y = result
@@ -65,17 +73,28 @@ def test_fixed_and_table_layouts_give_identical_arrays(tmp_path: Path) -> None:
         writer = ArrayWriter(tmp_path / path.stem)
         TopTagging._convert_h5(path, writer, "train")
         results.append(
-            [np.load(tmp_path / path.stem / "train" / f"{name}.npy") for name in ("constituents", "labels", "truth_top")]
+            [
+                np.load(tmp_path / path.stem / "train" / f"{name}.npy")
+                for name in ("constituents", "labels", "truth_top")
+            ]
         )
     for first, second in zip(*results, strict=True):
         np.testing.assert_array_equal(first, second)
 
 
-def test_original_pd4ml_npz_recovers_the_official_split(server: ArchiveServer, settings: Settings, tmp_path: Path) -> None:
-    path = write_top_tagging_pd4ml_npz(tmp_path / "1_top_tagging_2M.npz", n_train=90, n_val=30, n_test=40)
+def test_original_pd4ml_npz_recovers_the_official_split(
+    server: ArchiveServer, settings: Settings, tmp_path: Path
+) -> None:
+    path = write_top_tagging_pd4ml_npz(
+        tmp_path / "1_top_tagging_2M.npz", n_train=90, n_val=30, n_test=40
+    )
     server.add_zenodo_record(77, {"1_top_tagging_2M.npz": path})
-    dataset = synthetic_variant(TopTagging, server.url, 77, {"1_top_tagging_2M.npz": path}, template_version="pd4ml-2021")
-    sizes = {split: dataset.load(split, settings=settings).n_events for split in ("train", "val", "test")}
+    dataset = synthetic_variant(
+        TopTagging, server.url, 77, {"1_top_tagging_2M.npz": path}, template_version="pd4ml-2021"
+    )
+    sizes = {
+        split: dataset.load(split, settings=settings).n_events for split in ("train", "val", "test")
+    }
     assert sizes == {"train": 90, "val": 30, "test": 40}
     assert set(np.unique(dataset.load("val", settings=settings)["ttv"])) == {2}
     assert server.count("*/1_top_tagging_2M.npz") == 1
@@ -103,7 +122,15 @@ def reference_features(jet: np.ndarray, n_keep: int) -> tuple[np.ndarray, np.nda
             dphi -= 2 * math.pi
         while dphi < -math.pi:
             dphi += 2 * math.pi
-        features[i] = [math.log(pt), math.log(e), deta, dphi, math.log(pt / jet_pt), math.log(e / energy), math.hypot(deta, dphi)]
+        features[i] = [
+            math.log(pt),
+            math.log(e),
+            deta,
+            dphi,
+            math.log(pt / jet_pt),
+            math.log(e / energy),
+            math.hypot(deta, dphi),
+        ]
         mask[i] = True
     return features, mask
 
@@ -133,7 +160,11 @@ def brute_force_knn(points: np.ndarray, mask: np.ndarray, k: int) -> list[list[s
             if not mask[event, i]:
                 rows.append(set())
                 continue
-            distances = sorted((float(np.sum((points[event, i] - points[event, j]) ** 2)), j) for j in real if j != i)
+            distances = sorted(
+                (float(np.sum((points[event, i] - points[event, j]) ** 2)), j)
+                for j in real
+                if j != i
+            )
             rows.append({j for _, j in distances[:k]})
         result.append(rows)
     return result
@@ -161,7 +192,9 @@ def test_knn_matches_brute_force_and_never_links_padding(k: int) -> None:
     assert all(dense[target, source] == 1 for source, target in edges.T)
 
 
-def test_load_data_features_graph_and_cache_keys(synthetic_top: type[Dataset], settings: Settings) -> None:
+def test_load_data_features_graph_and_cache_keys(
+    synthetic_top: type[Dataset], settings: Settings
+) -> None:
     prepared = synthetic_top.load_data("test", settings=settings)
     assert prepared.features.shape == (150, 100, 7) and prepared["mask"].shape == (150, 100)
     assert "neighbours" not in prepared
@@ -177,12 +210,16 @@ def test_load_data_features_graph_and_cache_keys(synthetic_top: type[Dataset], s
     np.testing.assert_array_equal(prepared.features, features)
     np.testing.assert_array_equal(prepared["mask"], mask)
     neighbours = graph["neighbours"]
-    assert graph["mask"][np.arange(150)[:, None, None], np.where(graph["neighbour_mask"], neighbours, 0)][graph["neighbour_mask"]].all()
+    assert graph["mask"][
+        np.arange(150)[:, None, None], np.where(graph["neighbour_mask"], neighbours, 0)
+    ][graph["neighbour_mask"]].all()
     with pytest.raises(TypeError, match="unknown parameter"):
         synthetic_top.load_data("test", n_particles=3, settings=settings)
 
 
-def test_truncated_file_gives_a_clear_error_and_a_clean_cache(server: ArchiveServer, settings: Settings, tmp_path: Path) -> None:
+def test_truncated_file_gives_a_clear_error_and_a_clean_cache(
+    server: ArchiveServer, settings: Settings, tmp_path: Path
+) -> None:
     good = write_top_tagging_h5(tmp_path / "full.h5", 400, seed=1)
     truncated = tmp_path / "test.h5"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
@@ -203,7 +240,9 @@ def test_a_file_that_is_not_top_tagging_is_named(tmp_path: Path) -> None:
         TopTagging._convert_h5(path, ArrayWriter(tmp_path / "out"), "train")
 
 
-@pytest.mark.skipif(not SHARED_TOP.exists(), reason="the shared Pythia 8 sample lives outside the repository")
+@pytest.mark.skipif(
+    not SHARED_TOP.exists(), reason="the shared Pythia 8 sample lives outside the repository"
+)
 def test_real_particle_level_jets_through_the_converter(tmp_path: Path) -> None:
     writer = ArrayWriter(tmp_path / "arrays")
     TopTagging._convert_h5(SHARED_TOP, writer, "train")

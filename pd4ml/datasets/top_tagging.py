@@ -39,7 +39,9 @@ from pd4ml.npyio import copy_npz_member, npz_headers
 from pd4ml.pandas_hdf import PandasHdf
 
 N_CONSTITUENTS = 200
-CONSTITUENT_COLUMNS = [f"{name}_{i}" for i in range(N_CONSTITUENTS) for name in ("E", "PX", "PY", "PZ")]
+CONSTITUENT_COLUMNS = [
+    f"{name}_{i}" for i in range(N_CONSTITUENTS) for name in ("E", "PX", "PY", "PZ")
+]
 TRUTH_COLUMNS = ["truthE", "truthPX", "truthPY", "truthPZ"]
 FEATURE_NAMES = ("log_pt", "log_e", "eta_rel", "phi_rel", "log_pt_rel", "log_e_rel", "delta_r")
 OFFICIAL_FILES = {"train": "train.h5", "val": "val.h5", "test": "test.h5"}
@@ -49,7 +51,8 @@ _PREPARE_CHUNK = 20_000
 
 def constituent_count(constituents: np.ndarray) -> np.ndarray:
     """Real constituents per jet ``(n_jets,)``: entries with E > 0 (padding is trailing zeros)."""
-    return np.count_nonzero(constituents[..., 0] > 0, axis=1)
+    counts: np.ndarray = np.count_nonzero(constituents[..., 0] > 0, axis=1)
+    return counts
 
 
 def constituent_features(
@@ -135,18 +138,26 @@ class TopTagging(Dataset):
         elif "1_top_tagging_2M.npz" in raw_files:
             cls._convert_pd4ml_npz(raw_files["1_top_tagging_2M.npz"], writer)
         else:
-            raise ConversionError(f"no TopTagging file for split {split!r} among {sorted(raw_files)}")
+            raise ConversionError(
+                f"no TopTagging file for split {split!r} among {sorted(raw_files)}"
+            )
 
     @classmethod
     def _convert_h5(cls, path: Path, writer: ArrayWriter, split: str) -> None:
         with PandasHdf(path) as table:
-            missing = [name for name in (*CONSTITUENT_COLUMNS, "is_signal_new") if name not in table.columns]
+            missing = [
+                name
+                for name in (*CONSTITUENT_COLUMNS, "is_signal_new")
+                if name not in table.columns
+            ]
             if missing:
                 raise ConversionError(
                     f"{path}: not a Top Tagging file: missing column(s) {', '.join(missing[:4])}"
                 )
             n_jets = table.n_rows
-            constituents = writer.empty(split, "constituents", (n_jets, N_CONSTITUENTS, 4), np.float32)
+            constituents = writer.empty(
+                split, "constituents", (n_jets, N_CONSTITUENTS, 4), np.float32
+            )
             labels = writer.empty(split, "labels", (n_jets,), np.int64)
             truth = writer.empty(split, "truth_top", (n_jets, 4), np.float32)
             flag = writer.empty(split, "ttv", (n_jets,), np.int8)
@@ -156,14 +167,20 @@ class TopTagging(Dataset):
                 stop = min(start + _READ_CHUNK, n_jets)
                 block = table.read(CONSTITUENT_COLUMNS, start, stop)
                 constituents[start:stop] = block.reshape(stop - start, N_CONSTITUENTS, 4)
-                labels[start:stop] = table.read(["is_signal_new"], start, stop, dtype=np.int64)[:, 0]
+                labels[start:stop] = table.read(["is_signal_new"], start, stop, dtype=np.int64)[
+                    :, 0
+                ]
                 truth[start:stop] = table.read(TRUTH_COLUMNS, start, stop) if has_truth else 0.0
-                flag[start:stop] = table.read(["ttv"], start, stop, dtype=np.int8)[:, 0] if has_flag else -1
+                flag[start:stop] = (
+                    table.read(["ttv"], start, stop, dtype=np.int8)[:, 0] if has_flag else -1
+                )
             if not np.isin(labels, (0, 1)).all():
                 raise ConversionError(f"{path}: is_signal_new holds values other than 0 and 1")
             for array in (constituents, labels, truth, flag):
                 array.flush()
-        writer.describe(split, features=["constituents"], labels="labels", extra=["truth_top", "ttv"])
+        writer.describe(
+            split, features=["constituents"], labels="labels", extra=["truth_top", "ttv"]
+        )
 
     @classmethod
     def _convert_pd4ml_npz(cls, path: Path, writer: ArrayWriter) -> None:
@@ -188,7 +205,9 @@ class TopTagging(Dataset):
             writer.save(split, "ttv", np.full(len(rows), code, dtype=np.int8))
             writer.save(split, "truth_top", np.zeros((len(rows), 4), dtype=np.float32))
             out.flush()
-            writer.describe(split, features=["constituents"], labels="labels", extra=["truth_top", "ttv"])
+            writer.describe(
+                split, features=["constituents"], labels="labels", extra=["truth_top", "ttv"]
+            )
         del train, flag, labels
         copy_npz_member(path, "X_test_0", writer.path("test", "constituents"))
         test_labels = copy_npz_member(path, "y_test", scratch / "y_test.npy")
@@ -196,7 +215,9 @@ class TopTagging(Dataset):
         n_test = headers["X_test_0"].shape[0]
         writer.save("test", "ttv", np.ones(n_test, dtype=np.int8))
         writer.save("test", "truth_top", np.zeros((n_test, 4), dtype=np.float32))
-        writer.describe("test", features=["constituents"], labels="labels", extra=["truth_top", "ttv"])
+        writer.describe(
+            "test", features=["constituents"], labels="labels", extra=["truth_top", "ttv"]
+        )
         del test_labels
         for item in scratch.iterdir():
             item.unlink()
@@ -221,15 +242,21 @@ class TopTagging(Dataset):
         names = ["features", "mask", "labels"]
         if params["graph"]:
             neighbours = writer.empty(split, "neighbours", (n_jets, n_constituents, k), np.int32)
-            neighbour_mask = writer.empty(split, "neighbour_mask", (n_jets, n_constituents, k), np.bool_)
+            neighbour_mask = writer.empty(
+                split, "neighbour_mask", (n_jets, n_constituents, k), np.bool_
+            )
             names += ["neighbours", "neighbour_mask"]
         for start in range(0, n_jets, _PREPARE_CHUNK):
             stop = min(start + _PREPARE_CHUNK, n_jets)
-            block_features, block_mask = constituent_features(constituents[start:stop], n_constituents)
+            block_features, block_mask = constituent_features(
+                constituents[start:stop], n_constituents
+            )
             features[start:stop] = block_features
             mask[start:stop] = block_mask
             if params["graph"]:
                 points = block_features[..., 2:4]
-                neighbours[start:stop], neighbour_mask[start:stop] = knn_neighbours(points, block_mask, k)
+                neighbours[start:stop], neighbour_mask[start:stop] = knn_neighbours(
+                    points, block_mask, k
+                )
         writer.save(split, "labels", np.asarray(raw.y))
         writer.describe_arrays(split, names, {"feature_names": list(FEATURE_NAMES)})

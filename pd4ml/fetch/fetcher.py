@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ from pd4ml.manifest import DatasetManifest, DatasetVersion, FileEntry
 
 log = get_logger("fetch")
 _ALGORITHM_PREFERENCE = ("sha256", "sha512", "sha1", "md5", "adler32")
+
+
+class _ResumedMismatchError(ChecksumMismatchError):
+    """A checksum mismatch after resuming an earlier partial download (retried from byte 0)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,17 @@ class Fetcher:
             self.settings.retry, self.session, sleep=sleep, headers_for=self._auth_headers
         )
         self._records: dict[tuple[str, str], dict[str, RecordFile]] = {}
+        self._unsaved_records: set[tuple[str, str]] = set()
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.session.close()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- expected checksums ------------------------------------------------------------------
     def _auth_headers(self, url: str) -> dict[str, str]:
@@ -148,24 +164,33 @@ class Fetcher:
         files = self._recorded_files(manifest, version)
         if not files and network and not self.settings.offline:
             files = fetch_record_files(version, self.settings, self.session)
-            write_json_atomic(
-                self.cache.record_path(manifest.name, version.name),
-                {
-                    "source": version.source.kind,
-                    "record": version.source.record,
-                    "retrieved_at": time.time(),
-                    "files": {
-                        key: {
-                            "size": item.size,
-                            "checksum": str(item.checksum) if item.checksum else None,
-                        }
-                        for key, item in files.items()
-                    },
-                },
-            )
+            self._unsaved_records.add(cache_key)
         if files:
             self._records[cache_key] = files
         return files
+
+    def _save_record(self, manifest: DatasetManifest, version: DatasetVersion) -> None:
+        """Record the record-API facts in the cache (once something was verified with them)."""
+        cache_key = (manifest.name, version.name)
+        if cache_key not in self._unsaved_records:
+            return
+        files = self._records[cache_key]
+        write_json_atomic(
+            self.cache.record_path(manifest.name, version.name),
+            {
+                "source": version.source.kind,
+                "record": version.source.record,
+                "retrieved_at": time.time(),
+                "files": {
+                    key: {
+                        "size": item.size,
+                        "checksum": str(item.checksum) if item.checksum else None,
+                    }
+                    for key, item in files.items()
+                },
+            },
+        )
+        self._unsaved_records.discard(cache_key)
 
     def expected(
         self,
@@ -180,7 +205,7 @@ class Fetcher:
         if origin in ("published", "none"):
             return Expected(entry.checksums, entry.size, origin)
         try:
-            record = self._record_files(manifest, version, network=network).get(entry.key)
+            files = self._record_files(manifest, version, network=network)
         except DownloadError as error:
             if origin == "third-party":
                 log.warning("%s; using the checksum pinned from a third party", error)
@@ -189,10 +214,19 @@ class Fetcher:
                 f"{manifest.name} {version.name}: {entry.key} has no pinned checksum and the "
                 f"record API could not be asked ({error}); {remedy(manifest.name)}"
             ) from None
+        record = files.get(entry.key) or files.get(posixpath.basename(entry.key))
+        if not files:  # not asked (offline, or a local lookup): stamps were verified before
+            if origin == "third-party":
+                return Expected(entry.checksums, entry.size, origin)
+            return Expected((), entry.size, "unknown")
         if record is None or record.checksum is None:
             if origin == "third-party":
                 return Expected(entry.checksums, entry.size, origin)
-            return Expected((), entry.size, "none")
+            listed = "no checksum for" if record is not None else "no file"
+            raise DownloadError(
+                f"{manifest.name} {version.name}: the archive record lists {listed} "
+                f"{entry.key!r}, and the manifest pins none; refusing an unverifiable file"
+            )
         size = record.size if record.size is not None else entry.size
         if entry.size is not None and record.size is not None and record.size != entry.size:
             log.warning(
@@ -334,7 +368,18 @@ class Fetcher:
             errors: list[tuple[Candidate, Exception]] = []
             for candidate in candidates(manifest.name, version, entry, self.settings):
                 try:
-                    return self._fetch_from(manifest, version, entry, expected, candidate, final)
+                    try:
+                        return self._fetch_from(
+                            manifest, version, entry, expected, candidate, final
+                        )
+                    except _ResumedMismatchError:
+                        log.warning(
+                            "%s: the resumed download failed its checksum; once more from byte 0",
+                            entry.key,
+                        )
+                        return self._fetch_from(
+                            manifest, version, entry, expected, candidate, final
+                        )
                 except DownloadError as error:
                     log.warning("%s: %s", entry.key, error)
                     errors.append((candidate, error))
@@ -404,8 +449,14 @@ class Fetcher:
                         expect_html=entry.key.lower().endswith((".html", ".htm")),
                     )
             self._check(partial, expected, candidate.location)
-        except IntegrityError:
+        except ChecksumMismatchError as error:
             self._discard(part, identity_path)
+            if resumed_from > 0:  # the old partial may be what was damaged, not the server
+                raise _ResumedMismatchError(str(error)) from None
+            raise
+        except IntegrityError:
+            if partial.tainted or candidate.is_local or partial.received == 0:
+                self._discard(part, identity_path)
             raise
         except BaseException:
             if expected.checksum is None:  # nothing to check a resumed file against later
@@ -419,6 +470,7 @@ class Fetcher:
             identity_path.unlink()
         checksum = str(partial.checksums()[expected.algorithm])
         self.cache.write_stamp(final, checksum, candidate.origin, candidate.location)
+        self._save_record(manifest, version)
         elapsed = max(time.monotonic() - started, 1e-9)
         log.info(
             "%s verified (%s), %.1f MB/s",
@@ -541,6 +593,13 @@ class Fetcher:
             if source is None:
                 continue
             expected = self.expected(manifest, version, entry)
+            if expected.checksum is None and expected.origin != "none":
+                problems.append(
+                    f"{source}: no checksum is known for {entry.key} (the archive's record API "
+                    "could not be asked); import it on a machine that can reach the archive, "
+                    "or fetch its checksum with `pd4ml urls` there"
+                )
+                continue
             size = source.stat().st_size
             if expected.size is not None and size != expected.size:
                 problems.append(f"{source}: {size} bytes, expected {expected.size}")
@@ -580,5 +639,6 @@ class Fetcher:
                     raise ChecksumMismatchError(f"{source} changed while it was being imported")
                 os.replace(part, final)
                 self.cache.write_stamp(final, str(actual), "import", str(source))
+                self._save_record(manifest, version)
             imported[entry.key] = LocalFile(entry.key, final, "import", str(actual), str(source))
         return imported

@@ -80,6 +80,8 @@ class PartialDownload:
     algorithms: tuple[str, ...]
     received: int = 0
     hashers: dict[str, Hasher] = field(default_factory=dict)
+    tainted: bool = False
+    """True once bytes that failed a check were written: the partial file must be discarded."""
 
     @classmethod
     def resume_or_start(cls, path: Path, algorithms: tuple[str, ...]) -> PartialDownload:
@@ -205,6 +207,10 @@ class Downloader:
             )
         except (requests.ConnectionError, requests.Timeout) as error:
             raise _Transient(f"connection failed: {type(error).__name__}") from None
+        except (
+            requests.RequestException
+        ) as error:  # bad scheme or URL, redirect loop: not transient
+            raise DownloadError(f"{url}: {type(error).__name__}: {error}") from None
         with response:
             status = response.status_code
             if status in _RETRYABLE_STATUS:
@@ -226,10 +232,15 @@ class Downloader:
                 raise _Transient("HTTP 416 on resume")
             if status not in (200, 206):
                 raise DownloadError(f"{url}: HTTP {status} {response.reason}")
-            if offset and status == 200:
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise DownloadError(
+                    f"{url} sent the file with Content-Encoding {encoding!r} although "
+                    "'identity' was asked for; its bytes cannot be checked against the checksum"
+                )
+            restart_pending = bool(offset) and status == 200
+            if restart_pending:
                 log.info("%s ignores Range requests; restarting from byte 0", url)
-                partial.restart(handle)
-                progress.reset()
                 offset = 0
             if status == 206:
                 match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
@@ -244,11 +255,24 @@ class Downloader:
                     "of the data file: an error or login page, or a dead link"
                 )
             total = _expected_total(response, offset)
-            if expected_size is not None and total is not None and total > expected_size:
-                raise SizeMismatchError(
-                    f"{url} announces {total} bytes but the manifest size is {expected_size}"
-                )
-            self._stream_body(url, response, partial, handle, expected_size, progress, expect_html)
+            size_problem = None
+            if expected_size is not None and total is not None and total != expected_size:
+                size_problem = f"{url} holds {total} bytes but the manifest size is {expected_size}"
+                if total > expected_size:
+                    raise SizeMismatchError(size_problem)
+                if status != 200:  # a short 206 total: let the body tell
+                    size_problem = None
+            self._stream_body(
+                url,
+                response,
+                partial,
+                handle,
+                expected_size,
+                progress,
+                expect_html,
+                restart_pending,
+                size_problem,
+            )
         if expected_size is not None and partial.received < expected_size:
             raise _Transient(
                 f"body ended after {partial.received} of {expected_size} bytes (truncated)"
@@ -263,20 +287,38 @@ class Downloader:
         expected_size: int | None,
         progress: Progress,
         expect_html: bool,
+        restart_pending: bool = False,
+        size_problem: str | None = None,
     ) -> None:
+        """Stream the body into the partial file; a pending restart (the server ignored Range)
+        truncates the partial only once the first chunk passed the HTML check."""
         raw = response.raw
+        network_errors = (
+            urllib3.exceptions.HTTPError,
+            requests.RequestException,
+            ConnectionError,
+            TimeoutError,
+        )
+        try:
+            chunk = raw.read(CHUNK, decode_content=False)
+        except network_errors as error:
+            raise _Transient(f"connection lost: {type(error).__name__}") from None
+        at_start = partial.received == 0 or restart_pending
+        if chunk and at_start and not expect_html and looks_like_html(chunk[:512]):
+            raise HtmlResponseError(
+                f"{url} sent an HTML document instead of the data file "
+                "(an error page with status 200)"
+            )
+        if size_problem is not None:  # checked after the HTML sniff: the more precise message
+            raise SizeMismatchError(size_problem)
+        if chunk and restart_pending:
+            partial.restart(handle)
+            progress.reset()
         with _HashingThread(list(partial.hashers.values())) as hashing:
             try:
-                while True:
-                    chunk = raw.read(CHUNK, decode_content=False)
-                    if not chunk:
-                        break
-                    if partial.received == 0 and not expect_html and looks_like_html(chunk[:512]):
-                        raise HtmlResponseError(
-                            f"{url} sent an HTML document instead of the data file "
-                            "(an error page with status 200)"
-                        )
+                while chunk:
                     if expected_size is not None and partial.received + len(chunk) > expected_size:
+                        partial.tainted = True
                         raise SizeMismatchError(
                             f"{url} sent more than the manifest size of {expected_size} bytes"
                         )
@@ -284,12 +326,8 @@ class Downloader:
                     hashing.update(chunk)
                     partial.received += len(chunk)
                     progress.advance(len(chunk))
-            except (
-                urllib3.exceptions.HTTPError,
-                requests.RequestException,
-                ConnectionError,
-                TimeoutError,
-            ) as error:
+                    chunk = raw.read(CHUNK, decode_content=False)
+            except network_errors as error:
                 handle.flush()
                 raise _Transient(f"connection lost: {type(error).__name__}") from None
         handle.flush()

@@ -22,6 +22,7 @@ from pd4ml._logging import get_logger
 
 log = get_logger("fetch")
 _WAIT_LOG_INTERVAL = 10.0
+_UNREADABLE_LOCK_AGE = 5.0
 
 
 def _process_alive(pid: int) -> bool:
@@ -34,42 +35,59 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _holder_is_gone(path: Path, host: str) -> bool:
+    """True when the lock file's holder is a dead process of this host, or the file is a
+    leftover without readable content older than a few seconds."""
+    try:
+        holder = json.loads(path.read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):
+            return time.time() - path.stat().st_mtime > _UNREADABLE_LOCK_AGE
+        return False
+    pid = holder.get("pid") if isinstance(holder, dict) else None
+    same_host = isinstance(holder, dict) and holder.get("host") == host
+    return same_host and isinstance(pid, int) and not _process_alive(pid)
+
+
 @contextlib.contextmanager
 def _soft_lock(path: Path, description: str) -> Iterator[None]:
-    """Lock by exclusive creation of ``path``; stale locks of dead local processes are removed."""
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    """Lock by atomically linking a file holding our host and pid to ``path``.
+
+    The file is complete before it appears under ``path`` (written to a temporary name, then
+    hard-linked), so a reader never sees a half-written holder. A lock of a dead process on
+    this host, or an unreadable leftover, is moved aside and removed.
+    """
+    host = socket.gethostname()
+    mine = path.with_name(f"{path.name}.{host}.{os.getpid()}")
+    mine.write_text(json.dumps({"host": host, "pid": os.getpid()}))
     started = last_log = time.monotonic()
-    while True:
-        try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder: dict[str, object] = {}
-            with contextlib.suppress(OSError, ValueError):
-                holder = json.loads(path.read_text())
-            pid = holder.get("pid")
-            if (
-                holder.get("host") == me["host"]
-                and isinstance(pid, int)
-                and not _process_alive(pid)
-            ):
-                log.warning("removing stale lock %s of dead process %d", path, pid)
+    try:
+        while True:
+            try:
+                os.link(mine, path)
+                break
+            except FileExistsError:
+                pass
+            if _holder_is_gone(path, host):
+                log.warning("removing the stale lock %s", path)
+                aside = path.with_name(f"{path.name}.stale.{os.getpid()}")
                 with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                    os.rename(path, aside)
+                    aside.unlink()
                 continue
             now = time.monotonic()
             if now - last_log > _WAIT_LOG_INTERVAL:
                 log.info("waiting %.0f s for %s (lock %s)", now - started, description, path)
                 last_log = now
             time.sleep(0.2)
-            continue
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(me, handle)
-        break
-    try:
         yield
     finally:
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            if path.exists() and os.path.samefile(path, mine):
+                path.unlink()
+        mine.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

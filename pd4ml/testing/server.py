@@ -120,6 +120,11 @@ class Fault:
         return cls("ignore_range", path, times)
 
     @classmethod
+    def header(cls, name: str, value: str, path: str = "*", times: int | None = 1) -> Fault:
+        """Add a response header to file answers (e.g. an unasked-for ``Content-Encoding``)."""
+        return cls("header", path, times, {"name": name, "value": value})
+
+    @classmethod
     def slow(
         cls,
         delay: float = 0.0,
@@ -597,6 +602,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{total}")
+        if "header" in faults:
+            self.send_header(
+                str(faults["header"].params["name"]), str(faults["header"].params["value"])
+            )
         if "no_content_length" in faults:
             self.send_header("Connection", "close")
             self.close_connection = True

@@ -18,8 +18,8 @@ import numpy as np
 
 from pd4ml.checksums import Checksum
 from pd4ml.datasets.base import Dataset
-from pd4ml.manifest import ArchiveSource, DatasetVersion, FileEntry
 from pd4ml.datasets.top_tagging import CONSTITUENT_COLUMNS, N_CONSTITUENTS, TRUTH_COLUMNS
+from pd4ml.manifest import ArchiveSource, DatasetVersion, FileEntry
 
 TOP_MASS = 173.0
 W_MASS = 80.4
@@ -31,7 +31,9 @@ def _massless(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray) -> np.ndarray:
     return np.stack([np.sqrt(px**2 + py**2 + pz**2), px, py, pz], axis=-1)
 
 
-def _shower(generator: np.random.Generator, pt: float, eta: float, phi: float, n: int, spread: float) -> np.ndarray:
+def _shower(
+    generator: np.random.Generator, pt: float, eta: float, phi: float, n: int, spread: float
+) -> np.ndarray:
     """``n`` collinear-ish massless particles sharing ``pt`` around (eta, phi)."""
     fractions = generator.dirichlet(np.full(n, 0.6))
     return _massless(
@@ -60,13 +62,25 @@ def top_tagging_jets(n_jets: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
             mass = generator.normal(TOP_MASS, 25.0)
             shares = generator.dirichlet([4.0, 3.0, 3.0])
             opening = 2.0 * mass / pt
-            angles = generator.uniform(0, 2 * np.pi) + np.array([0.0, 2.1, 4.2]) + generator.normal(0, 0.3, 3)
+            angles = (
+                generator.uniform(0, 2 * np.pi)
+                + np.array([0.0, 2.1, 4.2])
+                + generator.normal(0, 0.3, 3)
+            )
             radii = opening * (1 - shares) * generator.uniform(0.5, 0.9)
-            prongs = [(pt * s, eta + r * np.cos(a), phi + r * np.sin(a)) for s, r, a in zip(shares, radii, angles, strict=True)]
+            prongs = [
+                (pt * s, eta + r * np.cos(a), phi + r * np.sin(a))
+                for s, r, a in zip(shares, radii, angles, strict=True)
+            ]
             counts = generator.poisson([22, 16, 16]) + 3
             if generator.random() < 0.3:  # the b prong falls outside the jet: a W-like jet
                 prongs, counts = prongs[1:], counts[1:]
-            truth[jet] = _massless(np.array(pt), np.array(eta), np.array(phi)) * [1.0, 1.0, 1.0, 1.0]
+            truth[jet] = _massless(np.array(pt), np.array(eta), np.array(phi)) * [
+                1.0,
+                1.0,
+                1.0,
+                1.0,
+            ]
             truth[jet, 0] = np.sqrt(truth[jet, 0] ** 2 + mass**2)
         else:
             z = generator.beta(0.9, 2.5) * 0.5
@@ -78,12 +92,21 @@ def top_tagging_jets(n_jets: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
             ]
             counts = generator.poisson([30, 10]) + 2
         particles = np.concatenate(
-            [_shower(generator, p, e, f, c, 0.05) for (p, e, f), c in zip(prongs, counts, strict=True)]
+            [
+                _shower(generator, p, e, f, c, 0.05)
+                for (p, e, f), c in zip(prongs, counts, strict=True)
+            ]
         )
         noise = generator.poisson(6)
-        soft = _massless(generator.exponential(1.5, noise) + 0.3, eta + generator.normal(0, 0.4, noise), phi + generator.normal(0, 0.4, noise))
+        soft = _massless(
+            generator.exponential(1.5, noise) + 0.3,
+            eta + generator.normal(0, 0.4, noise),
+            phi + generator.normal(0, 0.4, noise),
+        )
         particles = np.concatenate([particles, soft])
-        particles = particles[np.argsort(-np.hypot(particles[:, 1], particles[:, 2]))][:N_CONSTITUENTS]
+        particles = particles[np.argsort(-np.hypot(particles[:, 1], particles[:, 2]))][
+            :N_CONSTITUENTS
+        ]
         constituents[jet, : len(particles)] = particles
     return constituents, labels.astype(np.int64), truth
 
@@ -111,7 +134,9 @@ def write_top_tagging_h5(
     return path
 
 
-def write_top_tagging_pd4ml_npz(path: str | Path, n_train: int, n_val: int, n_test: int, seed: int = 0) -> Path:
+def write_top_tagging_pd4ml_npz(
+    path: str | Path, n_train: int, n_val: int, n_test: int, seed: int = 0
+) -> Path:
     """Synthetic jets in the original pd4ml layout ``1_top_tagging_2M.npz`` (train+val merged)."""
     train, train_labels, _ = top_tagging_jets(n_train + n_val, seed)
     test, test_labels, _ = top_tagging_jets(n_test, seed + 1)
