@@ -14,9 +14,12 @@ aggregates from ``j``), i.e. ``edge_index = [[j, …], [i, …]]`` (source, targ
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-_CHUNK_EVENTS = 512
+_CHUNK_EVENTS = 256
+_KERNEL: Any = None
 
 
 def knn_neighbours(
@@ -39,6 +42,18 @@ def knn_neighbours(
     neighbours = np.full((n_events, n_nodes, k), -1, dtype=np.int32)
     valid = np.zeros((n_events, n_nodes, k), dtype=bool)
     counts = mask.sum(axis=1)
+    leading = bool(np.array_equal(mask, np.arange(n_nodes)[None, :] < counts[:, None]))
+    two_dimensional = points.shape[-1] == 2
+    kernel = _compiled_knn() if leading and two_dimensional and k > 0 else None
+    if kernel is not None:
+        kernel(
+            np.ascontiguousarray(points, dtype=np.float32),
+            counts.astype(np.int64),
+            k,
+            neighbours,
+            valid,
+        )
+        return neighbours, valid
     for start in range(0, n_events, chunk):
         stop = min(start + chunk, n_events)
         width = int(counts[start:stop].max(initial=0))  # real nodes are leading: cut the padding
@@ -52,10 +67,8 @@ def knn_neighbours(
 
 def _knn_block(points: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n_events, width, _ = points.shape
-    squared = np.einsum("enc,enc->en", points, points)
-    distance = (
-        squared[:, :, None] + squared[:, None, :] - 2.0 * np.einsum("enc,emc->enm", points, points)
-    )
+    difference = points[:, :, None, :] - points[:, None, :, :]
+    distance = np.einsum("enmc,enmc->enm", difference, difference)
     distance[~np.broadcast_to(mask[:, None, :], distance.shape)] = np.inf
     diagonal = np.arange(width)
     distance[:, diagonal, diagonal] = np.inf
@@ -135,3 +148,89 @@ def decay_tree_dense(mothers: np.ndarray) -> np.ndarray:
     dense[event, mother, particle] = 1
     dense[event, particle, particle] = 1
     return dense
+
+
+def _compiled_knn() -> Any:
+    """The numba kernel (the ``fast`` extra), compiled on first use; ``None`` without numba.
+
+    One event per parallel iteration; per node, an insertion sort keeps the k nearest of the
+    event's real nodes (ties: lower index first). Same result as the NumPy path.
+    """
+    global _KERNEL
+    if _KERNEL is not None:
+        return _KERNEL if callable(_KERNEL) else None
+    from pd4ml._kernels import numba_available
+
+    if not numba_available():
+        _KERNEL = False
+        return None
+    import numba
+
+    @numba.njit(inline="always")
+    def consider(distance, other, filled, k, best_distance, best_index):  # type: ignore[no-untyped-def]
+        """Insert a candidate into the sorted k-best list (ties: lower index first)."""
+        if filled < k:
+            position = filled
+            filled += 1
+        elif distance < best_distance[k - 1] or (
+            distance == best_distance[k - 1] and other < best_index[k - 1]
+        ):
+            position = k - 1
+        else:
+            return filled
+        while position > 0 and (
+            best_distance[position - 1] > distance
+            or (best_distance[position - 1] == distance and best_index[position - 1] > other)
+        ):
+            best_distance[position] = best_distance[position - 1]
+            best_index[position] = best_index[position - 1]
+            position -= 1
+        best_distance[position] = distance
+        best_index[position] = other
+        return filled
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def kernel(points, counts, k, neighbours, valid):  # type: ignore[no-untyped-def]
+        """2-D points. Sweep along the first coordinate: candidates are visited outward in
+        sorted order; the search stops once the gap in that coordinate alone exceeds the k-th
+        distance."""
+        for event in numba.prange(points.shape[0]):
+            count = counts[event]
+            order = np.argsort(points[event, :count, 0], kind="mergesort")
+            xs = np.empty(count, dtype=np.float32)
+            ys = np.empty(count, dtype=np.float32)
+            for rank in range(count):
+                xs[rank] = points[event, order[rank], 0]
+                ys[rank] = points[event, order[rank], 1]
+            best_distance = np.empty(k, dtype=np.float32)
+            best_index = np.empty(k, dtype=np.int32)
+            for rank in range(count):
+                x = xs[rank]
+                y = ys[rank]
+                filled = 0
+                left = rank - 1
+                right = rank + 1
+                while left >= 0 or right < count:
+                    gap_left = x - xs[left] if left >= 0 else np.float32(np.inf)
+                    gap_right = xs[right] - x if right < count else np.float32(np.inf)
+                    if gap_left <= gap_right:
+                        gap = gap_left
+                        other = left
+                        left -= 1
+                    else:
+                        gap = gap_right
+                        other = right
+                        right += 1
+                    if filled == k and gap * gap > best_distance[k - 1]:
+                        break
+                    dx = xs[other] - x
+                    dy = ys[other] - y
+                    distance = dx * dx + dy * dy
+                    filled = consider(distance, order[other], filled, k, best_distance, best_index)
+                node = order[rank]
+                for slot in range(filled):
+                    neighbours[event, node, slot] = best_index[slot]
+                    valid[event, node, slot] = True
+
+    _KERNEL = kernel
+    return kernel

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,3 +112,33 @@ def copy_npz_member(path: Path, name: str, destination: Path) -> np.memmap[Any, 
 def iter_npz_arrays(path: Path) -> Iterator[tuple[str, NpyHeader]]:
     """``(name, header)`` of each array in an npz, in archive order."""
     yield from npz_headers(path).items()
+
+
+def release_rows(array: np.ndarray, start: int, stop: int) -> None:
+    """Drop rows ``start:stop`` of a memory-mapped array from this process's resident memory.
+
+    The pages stay in the page cache (and dirty pages of a writable map are still written to
+    the file); only the mapping's resident set shrinks, so a chunked pass over a large
+    memory map keeps its peak RSS bounded by the chunk size instead of the array size.
+    Does nothing for arrays that are not memory maps.
+    """
+    base: Any = array
+    while base is not None and not isinstance(getattr(base, "_mmap", None), mmap.mmap):
+        base = getattr(base, "base", None)
+    if base is None or array.ndim == 0 or not array.flags.c_contiguous:
+        return
+    handle: mmap.mmap = base._mmap
+    row_bytes = array.strides[0]
+    data_start = array.__array_interface__["data"][0]
+    map_start = np.frombuffer(handle, dtype=np.uint8).__array_interface__["data"][0]
+    offset = data_start - map_start + start * row_bytes
+    length = (stop - start) * row_bytes
+    page = mmap.PAGESIZE
+    aligned = (offset // page) * page
+    length += offset - aligned
+    if length <= 0:
+        return
+    if isinstance(array, np.memmap) and array.flags.writeable:
+        array.flush()
+    with contextlib.suppress(OSError, ValueError):
+        handle.madvise(mmap.MADV_DONTNEED, aligned, min(length, len(handle) - aligned))

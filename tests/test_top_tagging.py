@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import pd4ml._kernels
+import pd4ml.graphs
 from pd4ml import TopTagging
 from pd4ml.config import Settings
 from pd4ml.datasets.base import ArrayWriter, Dataset
@@ -135,7 +137,19 @@ def reference_features(jet: np.ndarray, n_keep: int) -> tuple[np.ndarray, np.nda
     return features, mask
 
 
-def test_features_match_a_reference_implementation() -> None:
+@pytest.fixture(params=["compiled", "numpy"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the numba kernels (the ``fast`` extra) and with the NumPy definitions."""
+    if request.param == "numpy":
+        monkeypatch.setenv("PD4ML_NO_NUMBA", "1")
+        monkeypatch.setattr(pd4ml._kernels, "_CACHE", {})
+        monkeypatch.setattr(pd4ml.graphs, "_KERNEL", None)
+    else:
+        assert pd4ml._kernels.numba_available(), "the dev extra installs numba"
+    return str(request.param)
+
+
+def test_features_match_a_reference_implementation(implementation: str) -> None:
     jets, _, _ = top_tagging_jets(40, seed=3)
     jets[0, :] = 0.0
     jets[0, 0] = [600.0, 600.0, 0.0, 0.0]  # a single constituent along x
@@ -171,7 +185,7 @@ def brute_force_knn(points: np.ndarray, mask: np.ndarray, k: int) -> list[list[s
 
 
 @pytest.mark.parametrize("k", [1, 3, 7])
-def test_knn_matches_brute_force_and_never_links_padding(k: int) -> None:
+def test_knn_matches_brute_force_and_never_links_padding(k: int, implementation: str) -> None:
     generator = np.random.default_rng(k)
     points = generator.normal(size=(30, 12, 2)).astype(np.float32)
     counts = generator.integers(0, 13, 30)

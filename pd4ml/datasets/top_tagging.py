@@ -31,11 +31,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from pd4ml._kernels import top_features_kernel
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
 from pd4ml.errors import ConversionError
 from pd4ml.graphs import knn_neighbours
 from pd4ml.manifest import DatasetVersion
-from pd4ml.npyio import copy_npz_member, npz_headers
+from pd4ml.npyio import copy_npz_member, npz_headers, release_rows
 from pd4ml.pandas_hdf import PandasHdf
 
 N_CONSTITUENTS = 200
@@ -68,6 +69,24 @@ def constituent_features(
         ``features`` ``(n_jets, P, 7)`` float32 (see the module docstring; 0 for padding) and
         ``mask`` ``(n_jets, P)`` bool.
     """
+    kernel = top_features_kernel()
+    if kernel is not None and constituents.shape[1] >= n_constituents:
+        features_out = np.empty((constituents.shape[0], n_constituents, 7), dtype=np.float32)
+        mask_out = np.empty((constituents.shape[0], n_constituents), dtype=np.bool_)
+        kernel(
+            np.ascontiguousarray(constituents, dtype=np.float32),
+            n_constituents,
+            features_out,
+            mask_out,
+        )
+        return features_out, mask_out
+    return _constituent_features_numpy(constituents, n_constituents)
+
+
+def _constituent_features_numpy(
+    constituents: np.ndarray, n_constituents: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The NumPy definition of :func:`constituent_features` (used without numba)."""
     momenta = np.asarray(constituents, dtype=np.float64)
     n_jets, n_max, _ = momenta.shape
     count = constituent_count(momenta)
@@ -174,6 +193,7 @@ class TopTagging(Dataset):
                 flag[start:stop] = (
                     table.read(["ttv"], start, stop, dtype=np.int8)[:, 0] if has_flag else -1
                 )
+                release_rows(constituents, start, stop)
             if not np.isin(labels, (0, 1)).all():
                 raise ConversionError(f"{path}: is_signal_new holds values other than 0 and 1")
             for array in (constituents, labels, truth, flag):
@@ -233,30 +253,53 @@ class TopTagging(Dataset):
         writer: ArrayWriter,
         split: str,
     ) -> None:
-        n_constituents = int(params["n_constituents"])
-        k = int(params["k"])
-        constituents = raw["constituents"]
-        n_jets = constituents.shape[0]
-        features = writer.empty(split, "features", (n_jets, n_constituents, 7), np.float32)
-        mask = writer.empty(split, "mask", (n_jets, n_constituents), np.bool_)
-        names = ["features", "mask", "labels"]
-        if params["graph"]:
-            neighbours = writer.empty(split, "neighbours", (n_jets, n_constituents, k), np.int32)
-            neighbour_mask = writer.empty(
-                split, "neighbour_mask", (n_jets, n_constituents, k), np.bool_
-            )
-            names += ["neighbours", "neighbour_mask"]
-        for start in range(0, n_jets, _PREPARE_CHUNK):
-            stop = min(start + _PREPARE_CHUNK, n_jets)
-            block_features, block_mask = constituent_features(
-                constituents[start:stop], n_constituents
-            )
-            features[start:stop] = block_features
-            mask[start:stop] = block_mask
-            if params["graph"]:
-                points = block_features[..., 2:4]
-                neighbours[start:stop], neighbour_mask[start:stop] = knn_neighbours(
-                    points, block_mask, k
-                )
-        writer.save(split, "labels", np.asarray(raw.y))
-        writer.describe_arrays(split, names, {"feature_names": list(FEATURE_NAMES)})
+        prepare_arrays(
+            raw["constituents"],
+            np.asarray(raw.y),
+            writer,
+            split,
+            int(params["n_constituents"]),
+            int(params["k"]),
+            bool(params["graph"]),
+        )
+
+
+def prepare_arrays(
+    constituents: np.ndarray,
+    labels: np.ndarray,
+    writer: ArrayWriter,
+    split: str,
+    n_constituents: int,
+    k: int,
+    graph: bool,
+) -> None:
+    """Features (and the kNN graph) of ``constituents`` ``(n_jets, 200, 4)``, chunk by chunk.
+
+    Outputs are memory-mapped ``.npy`` files of ``writer``; resident memory stays at one chunk
+    of ``_PREPARE_CHUNK`` jets whatever the number of jets.
+    """
+    n_jets = constituents.shape[0]
+    features = writer.empty(split, "features", (n_jets, n_constituents, 7), np.float32)
+    mask = writer.empty(split, "mask", (n_jets, n_constituents), np.bool_)
+    names = ["features", "mask", "labels"]
+    if graph:
+        neighbours = writer.empty(split, "neighbours", (n_jets, n_constituents, k), np.int32)
+        neighbour_mask = writer.empty(
+            split, "neighbour_mask", (n_jets, n_constituents, k), np.bool_
+        )
+        names += ["neighbours", "neighbour_mask"]
+    for start in range(0, n_jets, _PREPARE_CHUNK):
+        stop = min(start + _PREPARE_CHUNK, n_jets)
+        block_features, block_mask = constituent_features(constituents[start:stop], n_constituents)
+        features[start:stop] = block_features
+        mask[start:stop] = block_mask
+        outputs = [features, mask]
+        if graph:
+            block_neighbours, block_valid = knn_neighbours(block_features[..., 2:4], block_mask, k)
+            neighbours[start:stop] = block_neighbours
+            neighbour_mask[start:stop] = block_valid
+            outputs += [neighbours, neighbour_mask]
+        for array in (constituents, *outputs):  # keep the resident memory at one chunk
+            release_rows(array, start, stop)
+    writer.save(split, "labels", labels)
+    writer.describe_arrays(split, names, {"feature_names": list(FEATURE_NAMES)})

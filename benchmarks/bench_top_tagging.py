@@ -1,0 +1,205 @@
+"""Benchmarks for TopTagging: preprocessing throughput and warm-load cost.
+
+    python benchmarks/bench_top_tagging.py                      # 200k jets prepared, 1M-jet warm load
+    python benchmarks/bench_top_tagging.py --prepare-jets 50000 --load-jets 200000   # scaled down
+
+1. **Features + kNN** (k = 7, first 100 constituents) over N jets read from a memory-mapped
+   ``(N, 200, 4)`` array and written to memory-mapped outputs, chunk by chunk — the code path
+   of ``TopTagging.load_data(graph=True)`` — in jets/s and peak RSS, next to a straightforward
+   per-jet NumPy implementation (a Python loop over jets, full distance matrix, argsort)
+   measured in the same run on a subset. Each measurement runs in its own process so that its
+   peak RSS is its own.
+2. **Warm load**: a synthetic file in the official layout (pandas HDF5, ``table``) with N jets
+   is downloaded from the loopback server and converted once (cold, timed), then
+   ``load("train")`` is timed in a fresh process (warm), with its peak RSS.
+
+The jets are synthetic (``pd4ml.testing.synthetic``), tiled from a smaller generated sample;
+the timing does not depend on which jets they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_child(code: str, *args: str) -> dict[str, float]:
+    """Run ``code`` in a fresh interpreter; it prints one JSON line; add its peak RSS (MB)."""
+    wrapper = code + textwrap.dedent(
+        """
+        import json as _json, resource as _resource
+        _result["peak_rss_mb"] = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(_json.dumps(_result))
+        """
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", wrapper, *args], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
+PREPARE = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import numpy as np
+    from pd4ml.datasets.base import ArrayWriter
+    from pd4ml.datasets.top_tagging import prepare_arrays
+    constituents = np.load(sys.argv[1], mmap_mode="r")
+    labels = np.zeros(len(constituents), dtype=np.int64)
+    prepare_arrays(constituents[:1000], labels[:1000], ArrayWriter(Path(sys.argv[2]) / "warm"), "x", 100, 7, True)
+    started = time.perf_counter()
+    prepare_arrays(constituents, labels, ArrayWriter(Path(sys.argv[2])), "train", 100, 7, True)
+    _result = {"seconds": time.perf_counter() - started, "jets": len(constituents)}
+    """
+)
+
+BASELINE = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    constituents = np.load(sys.argv[1], mmap_mode="r")
+    n = int(sys.argv[2])
+
+    def one_jet(jet, keep=100, k=7):
+        real = jet[:, 0] > 0
+        total = jet[real].sum(axis=0)
+        jet_pt = np.hypot(total[1], total[2]); jet_eta = np.arcsinh(total[3] / jet_pt)
+        jet_phi = np.arctan2(total[2], total[1])
+        parts = jet[:keep][real[:keep]]
+        pt = np.hypot(parts[:, 1], parts[:, 2]); eta = np.arcsinh(parts[:, 3] / pt)
+        deta = (eta - jet_eta) * (1 if jet_eta >= 0 else -1)
+        dphi = (np.arctan2(parts[:, 2], parts[:, 1]) - jet_phi + np.pi) % (2 * np.pi) - np.pi
+        features = np.zeros((keep, 7), dtype=np.float32)
+        features[: len(parts)] = np.stack([np.log(pt), np.log(parts[:, 0]), deta, dphi,
+            np.log(pt / jet_pt), np.log(parts[:, 0] / total[0]), np.hypot(deta, dphi)], axis=1)
+        points = np.stack([deta, dphi], axis=1)
+        distance = ((points[:, None] - points[None]) ** 2).sum(-1)
+        np.fill_diagonal(distance, np.inf)
+        neighbours = np.argsort(distance, axis=1)[:, :k]
+        return features, neighbours
+
+    started = time.perf_counter()
+    for jet in range(n):
+        one_jet(np.asarray(constituents[jet], dtype=np.float64))
+    _result = {"seconds": time.perf_counter() - started, "jets": n}
+    """
+)
+
+WARM = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from pd4ml import TopTagging
+    from pd4ml.config import Settings
+    from pd4ml.testing.synthetic import synthetic_variant
+    files = {"train.h5": sys.argv[2]}
+    dataset = synthetic_variant(TopTagging, "http://127.0.0.1:9", 2603256, files)
+    started = time.perf_counter()
+    X, y = dataset.load("train", settings=Settings(data_dir=Path(sys.argv[1]), offline=True))
+    seconds = time.perf_counter() - started
+    _result = {"seconds": seconds, "jets": int(X[0].shape[0]), "first_label": int(y[0])}
+    """
+)
+
+
+def tiled_constituents(n_jets: int, path: Path, seed: int = 0) -> np.ndarray:
+    from pd4ml.testing.synthetic import top_tagging_jets
+
+    sample, _, _ = top_tagging_jets(min(n_jets, 20_000), seed)
+    output = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_jets, 200, 4))
+    for start in range(0, n_jets, len(sample)):
+        stop = min(start + len(sample), n_jets)
+        output[start:stop] = sample[: stop - start]
+    output.flush()
+    return sample
+
+
+def write_official_file(n_jets: int, path: Path) -> None:
+    import pandas as pd
+
+    from pd4ml.datasets.top_tagging import CONSTITUENT_COLUMNS, TRUTH_COLUMNS
+    from pd4ml.testing.synthetic import top_tagging_jets
+
+    block = 50_000
+    sample, labels, truth = top_tagging_jets(min(block, n_jets), 1)
+    frame = pd.DataFrame(sample.reshape(len(sample), -1), columns=CONSTITUENT_COLUMNS)
+    for index, name in enumerate(TRUTH_COLUMNS):
+        frame[name] = truth[:, index]
+    frame["ttv"] = np.zeros(len(sample), dtype=np.int64)
+    frame["is_signal_new"] = labels
+    with pd.HDFStore(path, mode="w", complevel=1, complib="zlib") as store:
+        for start in range(0, n_jets, block):
+            chunk = frame.iloc[: min(block, n_jets - start)].copy()
+            chunk.index = np.arange(start, start + len(chunk))
+            store.append("table", chunk, format="table", index=False)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--prepare-jets", type=int, default=200_000)
+    parser.add_argument("--baseline-jets", type=int, default=2_000)
+    parser.add_argument("--load-jets", type=int, default=1_000_000)
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pd4ml-bench-top-", dir=args.workdir) as scratch:
+        root = Path(scratch)
+        source = root / "constituents.npy"
+        tiled_constituents(args.prepare_jets, source)
+        prepared = run_child(PREPARE, str(source), str(root / "prepared"))
+        baseline = run_child(BASELINE, str(source), str(args.baseline_jets))
+        rate = prepared["jets"] / prepared["seconds"]
+        baseline_rate = baseline["jets"] / baseline["seconds"]
+        input_mb = source.stat().st_size / 1e6
+        print(
+            f"features + kNN (k=7, 100 constituents), {prepared['jets']} jets, input {input_mb:.0f} MB:"
+        )
+        print(
+            f"  pd4ml (chunked, vectorised/compiled): {rate:10.0f} jets/s   peak RSS {prepared['peak_rss_mb']:.0f} MB"
+        )
+        print(
+            f"  per-jet NumPy loop ({baseline['jets']} jets):     {baseline_rate:10.0f} jets/s   peak RSS {baseline['peak_rss_mb']:.0f} MB"
+        )
+        print(f"  speed-up: {rate / baseline_rate:.1f}x   (target: >= 100,000 jets/s on 2 cores)")
+        source.unlink()
+
+        from pd4ml import TopTagging
+        from pd4ml.config import Settings
+        from pd4ml.testing import ArchiveServer
+        from pd4ml.testing.synthetic import synthetic_variant
+
+        official = root / "train.h5"
+        started = time.perf_counter()
+        write_official_file(args.load_jets, official)
+        print(
+            f"\nwrote a {args.load_jets}-jet official-layout file ({official.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - started:.0f} s"
+        )
+        cache = root / "cache"
+        with ArchiveServer() as server:
+            server.add_zenodo_record(2603256, {"train.h5": official})
+            dataset = synthetic_variant(TopTagging, server.url, 2603256, {"train.h5": official})
+            started = time.perf_counter()
+            dataset.load("train", settings=Settings(data_dir=cache, progress="off"))
+            cold = time.perf_counter() - started
+        warm = run_child(WARM, str(cache), str(official))
+        print(f"cold load (download + sha256 + convert): {cold:.1f} s")
+        print(
+            f"warm load('train') of {warm['jets']} jets: {warm['seconds'] * 1000:.1f} ms, peak RSS {warm['peak_rss_mb']:.0f} MB (whole process)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
