@@ -34,11 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_child(code: str, *args: str) -> dict[str, float]:
-    """Run ``code`` in a fresh interpreter; it prints one JSON line; add its peak RSS (MB)."""
+    """Run ``code`` in a fresh interpreter; it prints one JSON line with its own peak RSS (MB)."""
     wrapper = code + textwrap.dedent(
         """
-        import json as _json, resource as _resource
-        _result["peak_rss_mb"] = _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss / 1024
+        import json as _json
+        # VmHWM: this process's own peak (ru_maxrss would include the parent's peak across exec)
+        with open("/proc/self/status") as _status:
+            _peak = next(int(line.split()[1]) for line in _status if line.startswith("VmHWM"))
+        _result["peak_rss_mb"] = _peak / 1024
         print(_json.dumps(_result))
         """
     )

@@ -17,6 +17,7 @@ from pd4ml.citation import cite
 from pd4ml.config import Settings
 from pd4ml.datasets import (
     Dataset,
+    HiggsML,
     LoadMetadata,
     LoadResult,
     PreparedData,
@@ -40,6 +41,7 @@ __all__ = [
     "ConversionError",
     "Dataset",
     "DownloadError",
+    "HiggsML",
     "LoadMetadata",
     "LoadResult",
     "OfflineError",

@@ -11,11 +11,13 @@ from pd4ml.datasets.base import (
     load,
     unregister,
 )
+from pd4ml.datasets.higgsml import HiggsML
 from pd4ml.datasets.top_tagging import TopTagging
 
 __all__ = [
     "ArrayWriter",
     "Dataset",
+    "HiggsML",
     "LoadMetadata",
     "LoadResult",
     "PreparedData",

@@ -163,8 +163,12 @@ def synthetic_variant(
     files: Mapping[str, str | Path],
     *,
     template_version: str | None = None,
+    kind: str = "zenodo",
 ) -> type[Dataset]:
-    """A copy of ``dataset`` whose only version is synthetic files served as a Zenodo record.
+    """A copy of ``dataset`` whose only version is synthetic files served by an archive record.
+
+    ``kind`` is ``zenodo`` or ``cernopendata`` (serve the files with
+    ``add_cernopendata_record(..., eos_directory="/eos/opendata/test")`` then).
 
     The file keys and the splits they feed are taken from ``template_version`` of the real
     manifest (default: its default version); sizes and sha256 are taken from the files. The
@@ -182,12 +186,15 @@ def synthetic_variant(
                 size=Path(path).stat().st_size,
                 checksums=(Checksum("sha256", digest),),
                 feeds=tuple(feeds),
+                uri=f"root://eospublic.cern.ch//eos/opendata/test/{key}"
+                if kind == "cernopendata"
+                else None,
             )
         )
     version = DatasetVersion(
         name=f"synthetic-{template.name}",
         title=f"synthetic files in the layout of {template.title}",
-        source=ArchiveSource(kind="zenodo", record=str(record), base_url=base_url),
+        source=ArchiveSource(kind=kind, record=str(record), base_url=base_url),  # type: ignore[arg-type]
         files=tuple(entries),
         synthetic=True,
     )
@@ -198,3 +205,133 @@ def synthetic_variant(
         {"manifest_override": variant_manifest, "__module__": dataset.__module__},
         register=False,
     )
+
+
+HIGGSML_SET_FRACTIONS = {"t": 250_000, "b": 100_000, "v": 450_000, "u": 18_238}
+
+
+def higgsml_events(n_events: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Synthetic events with the 35 official HiggsML columns (values as in the CSV, -999 kept).
+
+    Signal (H → ττ, a third of the events) has a di-tau mass near 125 GeV, background a
+    Z → ττ peak near 91 GeV plus a broad W/top component; mass reconstruction fails (-999) for
+    some events, jet quantities are -999 when ``PRI_jet_num`` is too small, as in the
+    official file. Weights are small for signal and larger for background.
+    """
+    from pd4ml.datasets.higgsml import COLUMNS
+
+    generator = np.random.default_rng(seed)
+    n = n_events
+    label = generator.random(n) < 1 / 3
+    z_like = generator.random(n) < 0.5
+    mass = np.where(
+        label,
+        generator.normal(125, 18, n),
+        np.where(z_like, generator.normal(91, 12, n), generator.gamma(4, 28, n)),
+    )
+    mass = np.abs(mass) + 5
+    jet_num = np.where(
+        label,
+        generator.choice(4, n, p=[0.3, 0.35, 0.2, 0.15]),
+        generator.choice(4, n, p=[0.45, 0.3, 0.15, 0.1]),
+    )
+    tau_pt = 20 + generator.exponential(25, n)
+    lep_pt = 20 + generator.exponential(np.where(label, 30, 22), n)
+    columns: dict[str, np.ndarray] = {
+        "EventId": np.arange(100_000, 100_000 + n),
+        "DER_mass_MMC": np.where(generator.random(n) < np.where(label, 0.03, 0.2), -999.0, mass),
+        "DER_mass_transverse_met_lep": np.abs(generator.normal(np.where(label, 30, 55), 25, n)),
+        "DER_mass_vis": 0.7 * mass + generator.normal(0, 12, n),
+        "DER_pt_h": generator.exponential(np.where(label, 60, 40), n),
+        "DER_deltar_tau_lep": np.clip(generator.normal(np.where(label, 2.3, 2.6), 0.7, n), 0.3, 5),
+        "DER_pt_tot": generator.exponential(20, n),
+        "DER_sum_pt": tau_pt + lep_pt + generator.exponential(60, n),
+        "DER_pt_ratio_lep_tau": lep_pt / tau_pt,
+        "DER_met_phi_centrality": np.clip(
+            generator.normal(np.where(label, 0.5, -0.2), 0.9, n), -1.414, 1.414
+        ),
+        "PRI_tau_pt": tau_pt,
+        "PRI_tau_eta": generator.uniform(-2.5, 2.5, n),
+        "PRI_tau_phi": generator.uniform(-np.pi, np.pi, n),
+        "PRI_lep_pt": lep_pt,
+        "PRI_lep_eta": generator.uniform(-2.5, 2.5, n),
+        "PRI_lep_phi": generator.uniform(-np.pi, np.pi, n),
+        "PRI_met": generator.exponential(np.where(label, 35, 45), n),
+        "PRI_met_phi": generator.uniform(-np.pi, np.pi, n),
+        "PRI_met_sumet": 150 + generator.exponential(120, n),
+        "PRI_jet_num": jet_num,
+    }
+    leading = 30 + generator.exponential(50, n)
+    subleading = 30 + generator.exponential(25, n)
+    has_one, has_two = jet_num >= 1, jet_num >= 2
+    deta = np.abs(generator.normal(np.where(label, 3.0, 1.5), 1.2, n))
+    columns.update(
+        {
+            "DER_deltaeta_jet_jet": np.where(has_two, deta, -999.0),
+            "DER_mass_jet_jet": np.where(
+                has_two, 60 + generator.exponential(np.where(label, 300, 150), n), -999.0
+            ),
+            "DER_prodeta_jet_jet": np.where(
+                has_two, generator.normal(np.where(label, -3, 0), 2, n), -999.0
+            ),
+            "DER_lep_eta_centrality": np.where(has_two, generator.uniform(0, 1, n), -999.0),
+            "PRI_jet_leading_pt": np.where(has_one, leading, -999.0),
+            "PRI_jet_leading_eta": np.where(has_one, generator.uniform(-4.5, 4.5, n), -999.0),
+            "PRI_jet_leading_phi": np.where(has_one, generator.uniform(-np.pi, np.pi, n), -999.0),
+            "PRI_jet_subleading_pt": np.where(has_two, np.minimum(subleading, leading), -999.0),
+            "PRI_jet_subleading_eta": np.where(has_two, generator.uniform(-4.5, 4.5, n), -999.0),
+            "PRI_jet_subleading_phi": np.where(
+                has_two, generator.uniform(-np.pi, np.pi, n), -999.0
+            ),
+            "PRI_jet_all_pt": np.where(has_one, leading, 0.0)
+            + np.where(has_two, subleading * 1.2, 0.0),
+        }
+    )
+    weight = np.where(
+        label,
+        generator.choice([0.0016, 0.0018, 0.0020, 0.0026], n),
+        generator.exponential(1.2, n) + 0.02,
+    )
+    shares = np.array(list(HIGGSML_SET_FRACTIONS.values()), dtype=float)
+    kaggle_set = generator.choice(list(HIGGSML_SET_FRACTIONS), n, p=shares / shares.sum())
+    factor = {("t", True): 3.257674, ("t", False): 3.279658}
+    kaggle_weight = np.array(
+        [
+            w * factor.get((s, bool(lab)), 1.8 if s != "u" else 1.0)
+            for w, s, lab in zip(weight, kaggle_set, label, strict=True)
+        ]
+    )
+    columns.update(
+        {
+            "Weight": weight,
+            "Label": np.where(label, "s", "b"),
+            "KaggleSet": kaggle_set,
+            "KaggleWeight": kaggle_weight,
+        }
+    )
+    return {name: columns[name] for name in COLUMNS}
+
+
+def write_higgsml_csv(path: str | Path, n_events: int, seed: int = 0) -> Path:
+    """Write synthetic events as the official gzip-compressed CSV (35 columns, header row)."""
+    import gzip
+
+    columns = higgsml_events(n_events, seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    formatted = []
+    for name, values in columns.items():
+        if values.dtype.kind in "iU":
+            formatted.append(values.astype(str))
+        else:
+            formatted.append(
+                np.char.mod(
+                    "%.6g",
+                    np.round(values, 3) if name not in ("Weight", "KaggleWeight") else values,
+                )
+            )
+    rows = [",".join(row) for row in zip(*formatted, strict=True)]
+    with gzip.open(path, "wt", encoding="ascii", newline="") as stream:
+        stream.write(",".join(columns) + "\n")
+        stream.write("\n".join(rows) + "\n")
+    return path

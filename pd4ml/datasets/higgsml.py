@@ -1,0 +1,347 @@
+"""HiggsML — the ATLAS Higgs Boson Machine Learning Challenge 2014 (CERN Open Data record 328).
+
+``load(split)`` gives ``X = [features]`` with ``features`` ``(n_events, 30)`` float32 — the 13
+``DER_*`` and 17 ``PRI_*`` columns in the official order (:data:`FEATURE_NAMES`; momenta in
+GeV, angles in radians) — and ``y`` ``(n_events,)`` int64 (1 = signal ``s``, 0 = background
+``b``). **Undefined values (the official sentinel -999.0) are NaN**, in every array pd4ml
+returns; ``np.isnan`` is the mask. ``weights`` is the physics weight ``Weight`` (float64); the
+extra arrays are ``kaggle_weights`` (``KaggleWeight``, renormalised within each Kaggle subset —
+the AMS of the public and private leaderboards uses it) and ``event_id``.
+
+Splits (by ``KaggleSet``): ``train`` and ``val`` (the official training set t, 250,000
+events, with a seeded stratified 10 % held out as ``val``; seed and fraction are recorded in
+the metadata), ``public_test`` (b, 100,000), ``private_test`` (v, 450,000; ``test`` is an
+alias). Subset u (18,238 events) belongs to no split.
+
+``load_data(split, cartesian=True, align=True)`` follows LUMIN's HiggsML solution: the
+(pT, η, φ) objects (tau, lepton, leading and subleading jet) become (px, py, pz) and the missing
+transverse momentum (px, py); with ``align`` each event is rotated so that the tau is at φ = 0,
+flipped in z so that the lepton has η ≥ 0 and in y so that the lepton has φ ≥ 0. Features are
+standardised with the mean and standard deviation of the train split (fitted once, stored); NaN
+becomes 0 after scaling and ``missing`` ``(n_events, n_features)`` says where.
+:class:`MomentumAugmentation` gives the random φ-rotation/flip augmentation and its test-time
+variants on those arrays.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+import numpy as np
+
+from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
+from pd4ml.errors import ConversionError
+from pd4ml.manifest import DatasetVersion
+
+DERIVED = (
+    "DER_mass_MMC", "DER_mass_transverse_met_lep", "DER_mass_vis", "DER_pt_h",
+    "DER_deltaeta_jet_jet", "DER_mass_jet_jet", "DER_prodeta_jet_jet", "DER_deltar_tau_lep",
+    "DER_pt_tot", "DER_sum_pt", "DER_pt_ratio_lep_tau", "DER_met_phi_centrality",
+    "DER_lep_eta_centrality",
+)  # fmt: skip
+PRIMITIVE = (
+    "PRI_tau_pt", "PRI_tau_eta", "PRI_tau_phi", "PRI_lep_pt", "PRI_lep_eta", "PRI_lep_phi",
+    "PRI_met", "PRI_met_phi", "PRI_met_sumet", "PRI_jet_num", "PRI_jet_leading_pt",
+    "PRI_jet_leading_eta", "PRI_jet_leading_phi", "PRI_jet_subleading_pt",
+    "PRI_jet_subleading_eta", "PRI_jet_subleading_phi", "PRI_jet_all_pt",
+)  # fmt: skip
+FEATURE_NAMES = DERIVED + PRIMITIVE
+COLUMNS = ("EventId", *FEATURE_NAMES, "Weight", "Label", "KaggleSet", "KaggleWeight")
+OBJECTS = ("tau", "lep", "jet_leading", "jet_subleading")
+SENTINEL = -999.0
+VALIDATION_FRACTION = 0.1
+VALIDATION_SEED = 20140512
+KAGGLE_SETS = {"train": "t", "public_test": "b", "private_test": "v"}
+
+
+def _open_text(path: Path) -> IO[str]:
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    if gzipped:
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="ascii", newline="")
+    return open(path, encoding="ascii", newline="")
+
+
+def read_higgsml_csv(paths: Sequence[Path]) -> dict[str, np.ndarray]:
+    """Parse official-layout CSV files (``.csv`` or ``.csv.gz``) into named arrays.
+
+    Columns are matched by name from the header (a missing column is an error naming the
+    file). Returns ``event_id``, ``features`` ``(n, 30)`` float32 with -999 → NaN, ``weight``,
+    ``label`` (1/0), ``kaggle_set`` (one character) and ``kaggle_weight``.
+    """
+    parts: list[dict[str, np.ndarray]] = []
+    for path in paths:
+        try:
+            with _open_text(path) as stream:
+                header = stream.readline().strip().split(",")
+                missing = [name for name in COLUMNS if name not in header]
+                if missing:
+                    raise ConversionError(f"{path}: missing column(s) {', '.join(missing)}")
+                index = {name: header.index(name) for name in COLUMNS}
+                strings = (index["Label"], index["KaggleSet"])
+                numeric = [index[name] for name in COLUMNS if index[name] not in strings]
+                text = stream.read()
+        except (OSError, EOFError, UnicodeDecodeError) as error:
+            raise ConversionError(
+                f"{path}: cannot read ({error}); truncated or corrupted?"
+            ) from None
+        try:
+            values = np.loadtxt(
+                io.StringIO(text), delimiter=",", usecols=numeric, dtype=np.float64, ndmin=2
+            )
+            labels = np.loadtxt(
+                io.StringIO(text), delimiter=",", usecols=strings, dtype=str, ndmin=2
+            )
+        except ValueError as error:
+            raise ConversionError(f"{path}: malformed row ({error})") from None
+        del text
+        names = [name for name in COLUMNS if index[name] not in strings]
+        column = {name: values[:, position] for position, name in enumerate(names)}
+        if not np.isin(labels[:, 0], ("s", "b")).all():
+            raise ConversionError(f"{path}: Label holds values other than 's' and 'b'")
+        features = np.stack([column[name] for name in FEATURE_NAMES], axis=1)
+        features[features == SENTINEL] = np.nan
+        parts.append(
+            {
+                "event_id": column["EventId"].astype(np.int64),
+                "features": features.astype(np.float32),
+                "weight": column["Weight"],
+                "label": (labels[:, 0] == "s").astype(np.int64),
+                "kaggle_set": labels[:, 1].astype("U1"),
+                "kaggle_weight": column["KaggleWeight"],
+            }
+        )
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Bool mask of a seeded, per-class random ``fraction`` of the events."""
+    generator = np.random.default_rng(seed)
+    held = np.zeros(len(labels), dtype=bool)
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        chosen = generator.choice(members, size=round(fraction * len(members)), replace=False)
+        held[chosen] = True
+    return held
+
+
+def to_cartesian(features: np.ndarray, align: bool) -> tuple[np.ndarray, list[str]]:
+    """LUMIN-style Cartesian features (see the module docstring); NaN stays NaN."""
+    column = {name: features[:, i].astype(np.float64) for i, name in enumerate(FEATURE_NAMES)}
+    phi_reference = column["PRI_tau_phi"] if align else 0.0
+    eta_sign = np.where(column["PRI_lep_eta"] < 0, -1.0, 1.0) if align else 1.0
+
+    def wrapped(phi: np.ndarray) -> np.ndarray:
+        return np.mod(phi - phi_reference + np.pi, 2 * np.pi) - np.pi
+
+    phi_sign = np.where(wrapped(column["PRI_lep_phi"]) < 0, -1.0, 1.0) if align else 1.0
+    output: dict[str, np.ndarray] = {name: column[name] for name in DERIVED}
+    for name in OBJECTS:
+        pt, eta, phi = (column[f"PRI_{name}_{part}"] for part in ("pt", "eta", "phi"))
+        phi = wrapped(phi) * phi_sign
+        output[f"PRI_{name}_px"] = pt * np.cos(phi)
+        output[f"PRI_{name}_py"] = pt * np.sin(phi)
+        output[f"PRI_{name}_pz"] = pt * np.sinh(eta * eta_sign)
+    met_phi = wrapped(column["PRI_met_phi"]) * phi_sign
+    output["PRI_met_px"] = column["PRI_met"] * np.cos(met_phi)
+    output["PRI_met_py"] = column["PRI_met"] * np.sin(met_phi)
+    for name in ("PRI_met", "PRI_met_sumet", "PRI_jet_num", "PRI_jet_all_pt"):
+        output[name] = column[name]
+    names = list(output)
+    return np.stack([output[name] for name in names], axis=1), names
+
+
+class MomentumAugmentation:
+    """φ rotations and y/z flips of the Cartesian momenta in prepared HiggsML features.
+
+    Works on the standardised arrays of ``load_data(cartesian=True)``: momenta are unscaled,
+    transformed and rescaled with the stored train statistics; missing values stay 0. Train
+    time: :meth:`random` (a uniform rotation per event, each flip with probability 1/2). Test
+    time: :meth:`variants` (``n_rotations`` angles × the four flip combinations; average the
+    predictions over them).
+    """
+
+    def __init__(self, feature_names: Sequence[str], mean: np.ndarray, scale: np.ndarray) -> None:
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        names = list(feature_names)
+        self.vectors = [
+            tuple(names.index(f"PRI_{name}_{axis}") for axis in ("px", "py", "pz"))
+            for name in OBJECTS
+        ]
+        self.met = (names.index("PRI_met_px"), names.index("PRI_met_py"))
+
+    def _apply(
+        self,
+        features: np.ndarray,
+        missing: np.ndarray,
+        angle: np.ndarray,
+        flip_y: np.ndarray,
+        flip_z: np.ndarray,
+    ) -> np.ndarray:
+        output = np.array(features, dtype=np.float32, copy=True)
+        cos, sin = np.cos(angle), np.sin(angle)
+        pairs = [(x, y, z) for x, y, z in self.vectors] + [(*self.met, None)]
+        for x, y, z in pairs:
+            px = output[:, x] * self.scale[x] + self.mean[x]
+            py = output[:, y] * self.scale[y] + self.mean[y]
+            rotated_x = px * cos - py * sin
+            rotated_y = (px * sin + py * cos) * flip_y
+            output[:, x] = (rotated_x - self.mean[x]) / self.scale[x]
+            output[:, y] = (rotated_y - self.mean[y]) / self.scale[y]
+            if z is not None:
+                pz = output[:, z] * self.scale[z] + self.mean[z]
+                output[:, z] = (pz * flip_z - self.mean[z]) / self.scale[z]
+        output[missing] = 0.0
+        return output
+
+    def random(
+        self, features: np.ndarray, missing: np.ndarray, generator: np.random.Generator
+    ) -> np.ndarray:
+        """One random rotation and flips per event (train-time augmentation)."""
+        n = len(features)
+        return self._apply(
+            features,
+            missing,
+            generator.uniform(0, 2 * np.pi, n),
+            np.where(generator.random(n) < 0.5, -1.0, 1.0),
+            np.where(generator.random(n) < 0.5, -1.0, 1.0),
+        )
+
+    def variants(
+        self, features: np.ndarray, missing: np.ndarray, n_rotations: int = 2
+    ) -> list[np.ndarray]:
+        """The ``n_rotations × 4`` deterministic test-time versions (the first is unchanged)."""
+        n = len(features)
+        versions = []
+        for rotation in range(n_rotations):
+            for flip_y in (1.0, -1.0):
+                for flip_z in (1.0, -1.0):
+                    versions.append(
+                        self._apply(
+                            features,
+                            missing,
+                            np.full(n, 2 * np.pi * rotation / n_rotations),
+                            np.full(n, flip_y),
+                            np.full(n, flip_z),
+                        )
+                    )
+        return versions
+
+
+class HiggsML(Dataset):
+    """The ATLAS HiggsML challenge dataset (see the module docstring for shapes)."""
+
+    name = "higgsml"
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "public_test", "private_test")
+    split_aliases: ClassVar[Mapping[str, str]] = {
+        "test": "private_test",
+        "public": "public_test",
+        "private": "private_test",
+        "validation": "val",
+    }
+    prepare_defaults: ClassVar[Mapping[str, Any]] = {"cartesian": True, "align": True}
+
+    @classmethod
+    def files_for_split(cls, version: DatasetVersion, split: str) -> list[str]:
+        return [entry.key for entry in version.files]
+
+    @classmethod
+    def convert(
+        cls, raw_files: Mapping[str, Path], version: DatasetVersion, writer: ArrayWriter, split: str
+    ) -> None:
+        write_higgsml_splits(read_higgsml_csv(list(raw_files.values())), writer)
+
+    @classmethod
+    def fit_statistics(cls, train: LoadResult, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        features, _ = cls._engineered(np.asarray(train.X[0]), params)
+        return {"mean": np.nanmean(features, axis=0), "scale": np.nanstd(features, axis=0)}
+
+    @classmethod
+    def _engineered(
+        cls, features: np.ndarray, params: Mapping[str, Any]
+    ) -> tuple[np.ndarray, list[str]]:
+        if params["cartesian"]:
+            return to_cartesian(features, bool(params["align"]))
+        return features.astype(np.float64), list(FEATURE_NAMES)
+
+    @classmethod
+    def prepare(
+        cls,
+        raw: LoadResult,
+        statistics: Mapping[str, np.ndarray],
+        params: Mapping[str, Any],
+        writer: ArrayWriter,
+        split: str,
+    ) -> None:
+        features, names = cls._engineered(np.asarray(raw.X[0]), params)
+        scale = np.where(statistics["scale"] > 0, statistics["scale"], 1.0)
+        missing = np.isnan(features)
+        scaled = (features - statistics["mean"]) / scale
+        scaled[missing] = 0.0
+        writer.save(split, "features", scaled.astype(np.float32))
+        writer.save(split, "missing", missing)
+        writer.save(split, "labels", np.asarray(raw.y))
+        writer.save(split, "weights", np.asarray(raw.weights))
+        writer.save(split, "kaggle_weights", np.asarray(raw["kaggle_weights"]))
+        writer.save(
+            split,
+            "jet_multiplicity",
+            np.asarray(raw.X[0][:, FEATURE_NAMES.index("PRI_jet_num")]).astype(np.int64),
+        )
+        writer.describe_arrays(
+            split,
+            ["features", "missing", "labels", "weights", "kaggle_weights", "jet_multiplicity"],
+            {"feature_names": names, "mean": statistics["mean"].tolist(), "scale": scale.tolist()},
+        )
+
+    @classmethod
+    def augmentation(cls, prepared: Any) -> MomentumAugmentation:
+        """The :class:`MomentumAugmentation` for arrays from ``load_data(cartesian=True)``."""
+        info = prepared.metadata["info"]
+        return MomentumAugmentation(
+            info["feature_names"], np.asarray(info["mean"]), np.asarray(info["scale"])
+        )
+
+
+def write_higgsml_splits(table: Mapping[str, np.ndarray], writer: ArrayWriter) -> None:
+    """Write every split (train/val from t, public_test from b, private_test from v)."""
+    for split, code in KAGGLE_SETS.items():
+        rows = table["kaggle_set"] == code
+        if split == "train":
+            held = stratified_holdout(table["label"][rows], VALIDATION_FRACTION, VALIDATION_SEED)
+            indices = np.flatnonzero(rows)
+            groups = {"train": indices[~held], "val": indices[held]}
+        else:
+            groups = {split: np.flatnonzero(rows)}
+        for name, selection in groups.items():
+            writer.save(name, "features", table["features"][selection])
+            writer.save(name, "labels", table["label"][selection])
+            writer.save(name, "weights", table["weight"][selection])
+            writer.save(name, "kaggle_weights", table["kaggle_weight"][selection])
+            writer.save(name, "event_id", table["event_id"][selection])
+            info = {
+                "kaggle_set": code,
+                "feature_names": list(FEATURE_NAMES),
+                "undefined": "NaN (official sentinel -999.0)",
+            }
+            if split == "train":
+                info.update(
+                    {
+                        "validation_fraction": VALIDATION_FRACTION,
+                        "validation_seed": VALIDATION_SEED,
+                        "stratified_by": "label",
+                    }
+                )
+            writer.describe(
+                name,
+                features=["features"],
+                labels="labels",
+                weights="weights",
+                extra=["kaggle_weights", "event_id"],
+                info=info,
+            )

@@ -1,0 +1,187 @@
+"""HiggsML: the real 9,998-event subset, the official splits, weights, -999 handling, AMS."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pd4ml import HiggsML
+from pd4ml.config import Settings
+from pd4ml.datasets.base import ArrayWriter, Dataset
+from pd4ml.datasets.higgsml import FEATURE_NAMES, read_higgsml_csv, write_higgsml_splits
+from pd4ml.errors import ConversionError
+from pd4ml.metrics import ams, ams_of_selection
+from pd4ml.testing import ArchiveServer
+from pd4ml.testing.synthetic import higgsml_events, synthetic_variant, write_higgsml_csv
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "higgsml"
+REAL_FILES = [REAL / "train_sml_sig.csv", REAL / "train_sml_bg.csv"]
+KEY = "atlas-higgs-challenge-2014-v2.csv.gz"
+column = FEATURE_NAMES.index
+
+
+@pytest.fixture(scope="module")
+def real() -> dict[str, np.ndarray]:
+    if not all(path.exists() for path in REAL_FILES):
+        pytest.fail(f"the real HiggsML subset is expected in {REAL}")
+    return read_higgsml_csv(REAL_FILES)
+
+
+def test_real_subset_counts_labels_and_weights(real: dict[str, np.ndarray]) -> None:
+    assert real["features"].shape == (9998, 30) and real["features"].dtype == np.float32
+    assert int(real["label"].sum()) == 4999 and set(real["kaggle_set"]) == {"t"}
+    assert real["event_id"][0] == 100000 and real["label"][0] == 1
+    assert math.isclose(real["weight"][0], 0.00081448039868) and math.isclose(
+        real["kaggle_weight"][0], 0.00265331133733
+    )
+    ratio = real["kaggle_weight"] / real["weight"]
+    np.testing.assert_allclose(ratio[real["label"] == 1], 3.257674, rtol=1e-6)
+    np.testing.assert_allclose(ratio[real["label"] == 0], 3.279658, rtol=1e-6)
+    assert len(np.unique(real["weight"][real["label"] == 1])) == 4
+
+
+def test_real_subset_undefined_values_are_nan(real: dict[str, np.ndarray]) -> None:
+    features, labels = real["features"], real["label"]
+    mass_missing = np.isnan(features[:, column("DER_mass_MMC")])
+    assert (
+        int(mass_missing[labels == 1].sum()) == 158 and int(mass_missing[labels == 0].sum()) == 1055
+    )
+    assert not (features == -999.0).any()
+    jets = features[:, column("PRI_jet_num")]
+    np.testing.assert_array_equal(np.isnan(features[:, column("PRI_jet_leading_pt")]), jets < 1)
+    np.testing.assert_array_equal(np.isnan(features[:, column("DER_mass_jet_jet")]), jets < 2)
+    assert not np.isnan(features[:, column("PRI_jet_all_pt")]).any()
+
+
+def test_real_subset_through_the_converter(real: dict[str, np.ndarray], tmp_path: Path) -> None:
+    writer = ArrayWriter(tmp_path)
+    write_higgsml_splits(real, writer)
+    train_labels = np.load(tmp_path / "train" / "labels.npy")
+    val_labels = np.load(tmp_path / "val" / "labels.npy")
+    assert len(train_labels) + len(val_labels) == 9998
+    assert len(val_labels) == 1000 and int(val_labels.sum()) == 500  # stratified, 10 %
+    ids = np.concatenate([np.load(tmp_path / s / "event_id.npy") for s in ("train", "val")])
+    assert len(np.unique(ids)) == 9998
+    assert len(np.load(tmp_path / "private_test" / "labels.npy")) == 0
+    assert (
+        writer.splits["train"]["info"]["validation_seed"]
+        == writer.splits["val"]["info"]["validation_seed"]
+    )
+
+
+def test_ams_against_a_hand_computation() -> None:
+    s, b = 10.0, 100.0
+    by_hand = math.sqrt(2 * ((s + b + 10) * math.log(1 + s / (b + 10)) - s))
+    assert math.isclose(ams(s, b), by_hand, rel_tol=1e-12)
+    labels = np.array([1, 1, 0, 0, 1])
+    selected = np.array([True, True, True, False, False])
+    weights = np.array([4.0, 6.0, 100.0, 50.0, 7.0])
+    assert math.isclose(ams_of_selection(labels, selected, weights), by_hand, rel_tol=1e-12)
+    assert ams(0.0, 5.0) == 0.0
+    with pytest.raises(ValueError):
+        ams(-1.0, 1.0)
+
+
+@pytest.fixture
+def synthetic_higgs(server: ArchiveServer, tmp_path: Path) -> type[Dataset]:
+    path = write_higgsml_csv(tmp_path / KEY, 6000, seed=5)
+    server.add_cernopendata_record(328, {KEY: path}, eos_directory="/eos/opendata/test")
+    return synthetic_variant(HiggsML, server.url, 328, {KEY: path}, kind="cernopendata")
+
+
+def test_load_official_splits_from_synthetic_files(
+    synthetic_higgs: type[Dataset], settings: Settings, server: ArchiveServer
+) -> None:
+    events = higgsml_events(6000, seed=5)
+    sizes = {}
+    for split in ("train", "val", "public_test", "private_test"):
+        result = synthetic_higgs.load(split, settings=settings)
+        X, y = result
+        assert X[0].shape[1] == 30 and X[0].dtype == np.float32 and y.dtype == np.int64
+        assert result.weights is not None and result.weights.dtype == np.float64
+        assert result.metadata.synthetic
+        sizes[split] = result.n_events
+    counts = {code: int((events["KaggleSet"] == code).sum()) for code in "tbv"}
+    assert sizes["train"] + sizes["val"] == counts["t"]
+    assert sizes["public_test"] == counts["b"] and sizes["private_test"] == counts["v"]
+    assert synthetic_higgs.load("test", settings=settings).metadata.split == "private_test"
+    assert server.count(f"*/{KEY}") == 1
+    assert server.requests[0].path == f"/eos/opendata/test/{KEY}"
+
+
+def test_load_data_cartesian_aligned_and_train_statistics(
+    synthetic_higgs: type[Dataset], settings: Settings
+) -> None:
+    train = synthetic_higgs.load_data("train", settings=settings)
+    test = synthetic_higgs.load_data("private_test", settings=settings)
+    names = train.metadata["info"]["feature_names"]
+    assert train.features.shape[1] == len(names) == 31
+    assert test.metadata["info"]["mean"] == train.metadata["info"]["mean"], (
+        "statistics not fitted on train once"
+    )
+    features = np.where(train["missing"], np.nan, train.features)
+    np.testing.assert_allclose(np.nanmean(features, axis=0), 0, atol=1e-4)
+    mean, scale = (
+        np.array(train.metadata["info"]["mean"]),
+        np.array(train.metadata["info"]["scale"]),
+    )
+    physical = train.features * scale + mean
+    np.testing.assert_allclose(physical[:, names.index("PRI_tau_py")], 0, atol=1e-3)  # tau at φ = 0
+    assert (physical[:, names.index("PRI_tau_px")] > 0).all()
+    assert (physical[:, names.index("PRI_lep_pz")] >= -1e-3).all() and (
+        physical[:, names.index("PRI_lep_py")] >= -1e-3
+    ).all()
+    assert train.weights is not None and train["kaggle_weights"].shape == train.labels.shape
+    polar = synthetic_higgs.load_data("train", cartesian=False, settings=settings)
+    assert polar.features.shape[1] == 30
+
+
+def test_augmentation_preserves_momenta(synthetic_higgs: type[Dataset], settings: Settings) -> None:
+    prepared = synthetic_higgs.load_data("val", settings=settings)
+    augmentation = HiggsML.augmentation(prepared)
+    names = prepared.metadata["info"]["feature_names"]
+    mean, scale = (
+        np.array(prepared.metadata["info"]["mean"]),
+        np.array(prepared.metadata["info"]["scale"]),
+    )
+    features, missing = np.asarray(prepared.features), np.asarray(prepared["missing"])
+
+    def momentum(array: np.ndarray, obj: str) -> np.ndarray:
+        physical = array * scale + mean
+        return np.sqrt(
+            sum(physical[:, names.index(f"PRI_{obj}_{axis}")] ** 2 for axis in ("px", "py", "pz"))
+        )
+
+    shuffled = augmentation.random(features, missing, np.random.default_rng(1))
+    for obj in ("tau", "lep"):
+        np.testing.assert_allclose(
+            momentum(shuffled, obj), momentum(features, obj), rtol=1e-4, atol=1e-3
+        )
+    assert not np.allclose(shuffled, features)
+    variants = augmentation.variants(features, missing, n_rotations=2)
+    assert len(variants) == 8
+    np.testing.assert_allclose(variants[0], features, atol=1e-5)
+    assert (variants[3][missing] == 0).all()
+
+
+def test_csv_with_a_missing_column_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "broken.csv"
+    lines = REAL_FILES[0].read_text().splitlines()[:5]
+    header = lines[0].split(",")
+    drop = header.index("KaggleWeight")
+    path.write_text(
+        "\n".join(",".join(v for i, v in enumerate(line.split(",")) if i != drop) for line in lines)
+    )
+    with pytest.raises(ConversionError, match=r"broken\.csv: missing column\(s\) KaggleWeight"):
+        read_higgsml_csv([path])
+
+
+def test_truncated_gzip_is_reported(tmp_path: Path) -> None:
+    good = write_higgsml_csv(tmp_path / "full.csv.gz", 3000, seed=2)
+    truncated = tmp_path / "cut.csv.gz"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ConversionError, match=r"cut\.csv\.gz"):
+        read_higgsml_csv([truncated])
