@@ -324,7 +324,7 @@ def write_higgsml_splits(table: Mapping[str, np.ndarray], writer: ArrayWriter) -
             writer.save(name, "weights", table["weight"][selection])
             writer.save(name, "kaggle_weights", table["kaggle_weight"][selection])
             writer.save(name, "event_id", table["event_id"][selection])
-            info = {
+            info: dict[str, Any] = {
                 "kaggle_set": code,
                 "feature_names": list(FEATURE_NAMES),
                 "undefined": "NaN (official sentinel -999.0)",
