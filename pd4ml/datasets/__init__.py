@@ -12,6 +12,7 @@ from pd4ml.datasets.base import (
     unregister,
 )
 from pd4ml.datasets.higgsml import HiggsML
+from pd4ml.datasets.smartbkg import SmartBKG
 from pd4ml.datasets.top_tagging import TopTagging
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "LoadMetadata",
     "LoadResult",
     "PreparedData",
+    "SmartBKG",
     "TopTagging",
     "datasets",
     "get",

@@ -654,8 +654,9 @@ def unregister(cls: type[Dataset]) -> None:
 
 
 def datasets() -> list[type[Dataset]]:
-    """All registered dataset classes, in registration order."""
-    return list(_REGISTRY.values())
+    """All registered dataset classes, in the manifests' order (then registration order)."""
+    registered = list(_REGISTRY.values())
+    return sorted(registered, key=lambda cls: (cls.manifest().order, registered.index(cls)))
 
 
 def get(name: str) -> type[Dataset]:
