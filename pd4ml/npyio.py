@@ -138,7 +138,7 @@ def release_rows(array: np.ndarray, start: int, stop: int) -> None:
     length += offset - aligned
     if length <= 0:
         return
-    if isinstance(array, np.memmap) and array.flags.writeable:
-        array.flush()
+    # no flush needed: for a shared file mapping, dropping the pages from this process keeps
+    # dirty data in the page cache, from where the kernel writes it back as usual
     with contextlib.suppress(OSError, ValueError):
         handle.madvise(mmap.MADV_DONTNEED, aligned, min(length, len(handle) - aligned))
