@@ -227,6 +227,12 @@ def test_load_data_features_graph_and_cache_keys(
     assert graph["mask"][
         np.arange(150)[:, None, None], np.where(graph["neighbour_mask"], neighbours, 0)
     ][graph["neighbour_mask"]].all()
+    dense = synthetic_top.load_data("test", graph=True, dense_adjacency=True, settings=settings)
+    adjacency = np.asarray(dense["adjacency"])
+    assert adjacency.shape == (150, 100, 100) and adjacency.dtype == np.int8
+    assert adjacency.sum() == int(
+        np.asarray(graph["neighbour_mask"]).sum() + np.asarray(graph["mask"]).sum()
+    )
     with pytest.raises(TypeError, match="unknown parameter"):
         synthetic_top.load_data("test", n_particles=3, settings=settings)
 

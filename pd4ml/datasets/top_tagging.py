@@ -19,7 +19,10 @@ QCD) and ``ttv`` (the original split flag: 0 train, 1 test, 2 validation).
 * ``mask`` ``(n_jets, P)`` bool, from the real constituent count (a constituent with pT of
   exactly 1 GeV is real, unlike in the original, which used ln pT ≠ 0);
 * with ``graph=True``: ``neighbours`` ``(n_jets, P, k)`` int32 and ``neighbour_mask`` — the k
-  nearest neighbours in (Δη, Δφ), never padding, never the node itself (ParticleNet uses k = 16);
+  nearest neighbours in (Δη, Δφ), nearest first, never padding, never the node itself
+  (ParticleNet uses k = 16); with ``dense_adjacency=True`` also the dense ``adjacency``
+  ``(n_jets, P, P)`` int8 for models written against the original (``A[i, j] = 1`` when j is a
+  neighbour of i, plus self-loops on real constituents; padding rows and columns are 0);
 * ``labels`` ``(n_jets,)`` int64.
 """
 
@@ -34,7 +37,7 @@ import numpy as np
 from pd4ml._kernels import top_features_kernel
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
 from pd4ml.errors import ConversionError
-from pd4ml.graphs import knn_neighbours
+from pd4ml.graphs import knn_neighbours, neighbours_to_dense
 from pd4ml.manifest import DatasetVersion
 from pd4ml.npyio import copy_npz_member, npz_headers, release_rows
 from pd4ml.pandas_hdf import PandasHdf
@@ -47,7 +50,7 @@ TRUTH_COLUMNS = ["truthE", "truthPX", "truthPY", "truthPZ"]
 FEATURE_NAMES = ("log_pt", "log_e", "eta_rel", "phi_rel", "log_pt_rel", "log_e_rel", "delta_r")
 OFFICIAL_FILES = {"train": "train.h5", "val": "val.h5", "test": "test.h5"}
 _READ_CHUNK = 50_000
-_PREPARE_CHUNK = 20_000
+_PREPARE_CHUNK = 10_000
 
 
 def constituent_count(constituents: np.ndarray) -> np.ndarray:
@@ -138,7 +141,11 @@ class TopTagging(Dataset):
     name = "top_tagging"
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     split_aliases: ClassVar[Mapping[str, str]] = {"validation": "val", "valid": "val"}
-    prepare_defaults: ClassVar[Mapping[str, Any]] = {"n_constituents": 100, "k": 7}
+    prepare_defaults: ClassVar[Mapping[str, Any]] = {
+        "n_constituents": 100,
+        "k": 7,
+        "dense_adjacency": False,
+    }
 
     # -- conversion ---------------------------------------------------------------------------
     @classmethod
@@ -261,6 +268,7 @@ class TopTagging(Dataset):
             int(params["n_constituents"]),
             int(params["k"]),
             bool(params["graph"]),
+            dense_adjacency=bool(params["dense_adjacency"]),
         )
 
 
@@ -272,6 +280,7 @@ def prepare_arrays(
     n_constituents: int,
     k: int,
     graph: bool,
+    dense_adjacency: bool = False,
 ) -> None:
     """Features (and the kNN graph) of ``constituents`` ``(n_jets, 200, 4)``, chunk by chunk.
 
@@ -288,6 +297,10 @@ def prepare_arrays(
             split, "neighbour_mask", (n_jets, n_constituents, k), np.bool_
         )
         names += ["neighbours", "neighbour_mask"]
+    if graph and dense_adjacency:
+        shape = (n_jets, n_constituents, n_constituents)
+        adjacency = writer.empty(split, "adjacency", shape, np.int8)
+        names.append("adjacency")
     for start in range(0, n_jets, _PREPARE_CHUNK):
         stop = min(start + _PREPARE_CHUNK, n_jets)
         block_features, block_mask = constituent_features(constituents[start:stop], n_constituents)
@@ -299,6 +312,9 @@ def prepare_arrays(
             neighbours[start:stop] = block_neighbours
             neighbour_mask[start:stop] = block_valid
             outputs += [neighbours, neighbour_mask]
+            if dense_adjacency:
+                adjacency[start:stop] = neighbours_to_dense(block_neighbours, block_valid, True)
+                outputs.append(adjacency)
         for array in (constituents, *outputs):  # keep the resident memory at one chunk
             release_rows(array, start, stop)
     writer.save(split, "labels", labels)

@@ -9,14 +9,13 @@ Writing pandas-HDF5 needs pandas and PyTables (the ``dev`` extra).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from pd4ml.checksums import Checksum
+from pd4ml.checksums import hash_file
 from pd4ml.datasets.base import Dataset
 from pd4ml.datasets.top_tagging import CONSTITUENT_COLUMNS, N_CONSTITUENTS, TRUTH_COLUMNS
 from pd4ml.manifest import ArchiveSource, DatasetVersion, FileEntry
@@ -179,12 +178,12 @@ def synthetic_variant(
     entries = []
     for key, path in files.items():
         feeds = list(template.file(key).feeds) if any(f.key == key for f in template.files) else []
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        checksum = hash_file(Path(path), "sha256")  # streaming: files may be large
         entries.append(
             FileEntry(
                 key=key,
                 size=Path(path).stat().st_size,
-                checksums=(Checksum("sha256", digest),),
+                checksums=(checksum,),
                 feeds=tuple(feeds),
                 uri=f"root://eospublic.cern.ch//eos/opendata/test/{key}"
                 if kind == "cernopendata"
