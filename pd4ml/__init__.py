@@ -16,12 +16,15 @@ from pd4ml._version import __version__
 from pd4ml.citation import cite
 from pd4ml.config import Settings
 from pd4ml.datasets import (
+    EOS,
+    Airshower,
     Dataset,
     HiggsML,
     LoadMetadata,
     LoadResult,
     PreparedData,
     SmartBKG,
+    Spinodal,
     TopTagging,
     datasets,
     get,
@@ -38,6 +41,8 @@ from pd4ml.errors import (
 )
 
 __all__ = [
+    "EOS",
+    "Airshower",
     "ChecksumMismatchError",
     "ConversionError",
     "Dataset",
@@ -50,6 +55,7 @@ __all__ = [
     "PreparedData",
     "Settings",
     "SmartBKG",
+    "Spinodal",
     "TopTagging",
     "UnavailableError",
     "UnknownNameError",

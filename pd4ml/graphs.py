@@ -7,6 +7,8 @@
 * :func:`neighbours_to_dense` — the dense ``(n_events, n_nodes, n_nodes)`` form, for
   compatibility with models written against the original pd4ml.
 * :func:`decay_tree_edges` — mother ↔ daughter edges from mother indices.
+* :func:`grid_neighbours` — the 8- (or 4-) connected neighbourhood of a fixed grid, built once
+  and shared by all events.
 
 Edge direction convention: neighbour ``j`` in row ``i`` is an edge ``j → i`` (node ``i``
 aggregates from ``j``), i.e. ``edge_index = [[j, …], [i, …]]`` (source, target).
@@ -234,3 +236,32 @@ def _compiled_knn() -> Any:
 
     _KERNEL = kernel
     return kernel
+
+
+def grid_neighbours(
+    rows: int, columns: int, connectivity: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Neighbours of every cell of a ``rows × columns`` grid, shared by all events.
+
+    Cells are numbered row-major. ``connectivity`` is 8 (king moves) or 4. Returns
+    ``(neighbours, valid)``, each ``(rows * columns, connectivity)``: neighbour indices (-1 where
+    a border cell has fewer) and their mask. No self-loops. Memory is O(grid), whatever the
+    number of events.
+    """
+    if connectivity == 8:
+        offsets = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0)]
+    elif connectivity == 4:
+        offsets = [(-1, 0), (0, -1), (0, 1), (1, 0)]
+    else:
+        raise ValueError("connectivity must be 4 or 8")
+    row, column = np.divmod(np.arange(rows * columns), columns)
+    neighbour_row = row[:, None] + np.array([dr for dr, _ in offsets])[None, :]
+    neighbour_column = column[:, None] + np.array([dc for _, dc in offsets])[None, :]
+    valid = (
+        (neighbour_row >= 0)
+        & (neighbour_row < rows)
+        & (neighbour_column >= 0)
+        & (neighbour_column < columns)
+    )
+    neighbours = np.where(valid, neighbour_row * columns + neighbour_column, -1).astype(np.int32)
+    return neighbours, valid

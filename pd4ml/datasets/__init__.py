@@ -1,5 +1,6 @@
 """Dataset classes. Each module defines one dataset; importing this package registers them."""
 
+from pd4ml.datasets.airshower import Airshower
 from pd4ml.datasets.base import (
     ArrayWriter,
     Dataset,
@@ -12,10 +13,13 @@ from pd4ml.datasets.base import (
     unregister,
 )
 from pd4ml.datasets.higgsml import HiggsML
+from pd4ml.datasets.images import EOS, Spinodal
 from pd4ml.datasets.smartbkg import SmartBKG
 from pd4ml.datasets.top_tagging import TopTagging
 
 __all__ = [
+    "EOS",
+    "Airshower",
     "ArrayWriter",
     "Dataset",
     "HiggsML",
@@ -23,6 +27,7 @@ __all__ = [
     "LoadResult",
     "PreparedData",
     "SmartBKG",
+    "Spinodal",
     "TopTagging",
     "datasets",
     "get",

@@ -401,3 +401,120 @@ def write_smartbkg_npz(path: str | Path, n_train: int, n_test: int, seed: int = 
         y_test=test[2],
     )
     return path
+
+
+def spinodal_histograms(n_events: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic ``(n, 20, 20)`` pion momentum histograms and labels (1 = spinodal).
+
+    Every event is ~300 pions from a smooth thermal (px, py) spectrum; in spinodal events
+    (label 1) part of the pions come in a few clumps — the spinodal instability's signature —
+    so the classes differ in local fluctuations, not in the total count.
+    """
+    generator = np.random.default_rng(seed)
+    labels = generator.integers(0, 2, n_events)
+    edges = np.linspace(-2.0, 2.0, 21)
+    histograms = np.zeros((n_events, 20, 20), dtype=np.float32)
+    for event in range(n_events):
+        n_pions = int(generator.poisson(300))
+        temperature = generator.uniform(0.35, 0.5)
+        momenta = generator.normal(0, temperature, (n_pions, 2))
+        if labels[event]:
+            n_clumped = int(n_pions * generator.uniform(0.1, 0.25))
+            centres = generator.normal(0, temperature, (int(generator.integers(2, 5)), 2))
+            which = generator.integers(0, len(centres), n_clumped)
+            momenta[:n_clumped] = centres[which] + generator.normal(0, 0.12, (n_clumped, 2))
+        histograms[event] = np.histogram2d(momenta[:, 0], momenta[:, 1], bins=(edges, edges))[0]
+    return histograms, labels.astype(np.float32)
+
+
+def eos_spectra(n_events: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic ``(n, 24, 24)`` pion spectra ρ(pT, φ) and labels (1 = EOSQ, 0 = EOSL).
+
+    ρ ∝ exp(-pT/T)(1 + 2 v2 cos 2(φ - Ψ)) with the slope T and elliptic flow v2 drawn from
+    overlapping, class-dependent distributions (a first-order transition softens the
+    expansion), plus multiplicity fluctuations and noise.
+    """
+    generator = np.random.default_rng(seed)
+    labels = generator.integers(0, 2, n_events)
+    pt = (np.arange(24) + 0.5) / 24 * 2.0
+    phi = (np.arange(24) + 0.5) / 24 * 2 * np.pi
+    temperature = np.where(
+        labels, generator.normal(0.27, 0.025, n_events), generator.normal(0.30, 0.025, n_events)
+    )
+    flow = np.where(
+        labels, generator.normal(0.05, 0.02, n_events), generator.normal(0.07, 0.02, n_events)
+    )
+    plane = generator.uniform(0, np.pi, n_events)
+    spectra = (
+        np.exp(-pt[None, :, None] / temperature[:, None, None])
+        * pt[None, :, None]
+        * (1 + 2 * flow[:, None, None] * np.cos(2 * (phi[None, None, :] - plane[:, None, None])))
+    )
+    spectra *= generator.uniform(0.8, 1.2, n_events)[:, None, None] / spectra.mean(
+        axis=(1, 2), keepdims=True
+    )
+    spectra *= 1 + generator.normal(0, 0.08, spectra.shape)
+    return spectra.astype(np.float32), labels.astype(np.float32)
+
+
+def airshower_events(
+    n_events: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Synthetic showers: ``(signal (n,9,9,80), time (n,9,9,1), positions (81,3), Xmax (n,))``.
+
+    Xmax ~ 750 ± 60 g/cm²; a deeper shower (larger Xmax) gives a more curved front (later
+    arrival times off the core) and shorter pulses, with the lateral signal falling off from a
+    random core. Stations below threshold read -1 everywhere, as in the original files.
+    """
+    generator = np.random.default_rng(seed)
+    spacing = 1500.0
+    grid = (np.arange(9) - 4) * spacing
+    positions = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1).reshape(81, 2)
+    positions = np.column_stack([positions, generator.normal(1400, 15, 81)]).astype(np.float32)
+    xmax = generator.normal(750, 60, n_events)
+    signal = np.full((n_events, 9, 9, 80), -1, dtype=np.float32)
+    time = np.full((n_events, 9, 9, 1), -1, dtype=np.float32)
+    bins = np.arange(80)
+    for event in range(n_events):
+        core = generator.uniform(-spacing, spacing, 2)
+        energy = generator.uniform(5, 50)
+        distance = np.hypot(positions[:, 0] - core[0], positions[:, 1] - core[1])
+        total = energy * 40 * np.exp(-distance / 900.0) * (1 + generator.normal(0, 0.15, 81))
+        depth = (xmax[event] - 750) / 60
+        arrival = distance**2 / (2 * (8000 - 1200 * depth)) / 300.0 + generator.normal(0, 5, 81)
+        width = 6 + 2 * np.clip(depth, -2.5, 2.5) * -0.8 + distance / 700
+        on = total > 1.0
+        for station in np.flatnonzero(on):
+            shape = np.exp(-0.5 * ((bins - 10 - arrival[station] / 25) / width[station]) ** 2)
+            trace = total[station] * shape / shape.sum() + np.abs(generator.normal(0, 0.02, 80))
+            signal[event, station // 9, station % 9] = trace
+            time[event, station // 9, station % 9, 0] = arrival[station]
+    return signal, time, positions, xmax.astype(np.float32)
+
+
+def write_pd4ml_image_npz(
+    path: str | Path, kind: str, n_train: int, n_test: int, seed: int = 0
+) -> Path:
+    """Synthetic ``2_spinodal_29k.npz`` (``kind="spinodal"``) or ``3_EOSL_or_EOSQ_180k.npz``
+    (``kind="eos"``) in the original pd4ml layout."""
+    generate = {"spinodal": spinodal_histograms, "eos": eos_spectra}[kind]
+    train_x, train_y = generate(n_train, seed)
+    test_x, test_y = generate(n_test, seed + 1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, X_train_0=train_x, y_train=train_y, X_test_0=test_x, y_test=test_y)
+    return path
+
+
+def write_airshower_npz(path: str | Path, n_train: int, n_test: int, seed: int = 0) -> Path:
+    """Synthetic ``4_airshower_100k_regression.npz`` in the original pd4ml layout."""
+    train = airshower_events(n_train, seed)
+    test = airshower_events(n_test, seed + 1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        path,
+        X_train_0=train[0], X_train_1=train[1], X_train_2=train[2], y_train=train[3],
+        X_test_0=test[0], X_test_1=test[1], X_test_2=train[2], y_test=test[3],
+    )  # fmt: skip
+    return path

@@ -1,0 +1,187 @@
+"""Histogram-image datasets of the original pd4ml: Spinodal (20 × 20) and EOS (24 × 24).
+
+``load(split)`` gives ``X = [histograms]`` ``(n_events, H, W)`` float32 and ``y`` int64.
+Splits: ``train`` and ``val`` (the file's training events with a seeded stratified 10 % held
+out as ``val``, recorded in the metadata) and ``test``.
+
+``load_data(split, graph=False, standardise=…, form="image")``: per-pixel standardisation with
+the mean and standard deviation of the train split (fitted once, stored; the original refitted
+it on every test load for EOS and did not scale Spinodal at all — both are options here), in
+image form ``features`` ``(n_events, 1, H, W)`` or node form ``(n_events, H·W, 1)``
+(``form="nodes"``, pixels row-major). With ``graph=True``: ``grid_neighbours`` and
+``grid_mask`` ``(H·W, 8)`` — the 8-connected grid, built once and shared by all events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
+from pd4ml.datasets.higgsml import stratified_holdout
+from pd4ml.errors import ConversionError
+from pd4ml.graphs import grid_neighbours
+from pd4ml.manifest import DatasetVersion
+from pd4ml.npyio import copy_npz_member, npz_headers
+
+VALIDATION_FRACTION = 0.1
+VALIDATION_SEED = 20210630
+_CHUNK = 20_000
+
+
+def split_off_validation(
+    path: Path,
+    writer: ArrayWriter,
+    arrays: Mapping[str, Path],
+    labels: np.ndarray,
+    stratify: bool,
+    info: Mapping[str, Any],
+    features: list[str],
+    extra: list[str] | None = None,
+) -> None:
+    """Write ``train`` and ``val`` from the training arrays (``name → .npy path``) of a file."""
+    held = (
+        stratified_holdout(labels, VALIDATION_FRACTION, VALIDATION_SEED)
+        if stratify
+        else np.random.default_rng(VALIDATION_SEED).random(len(labels)) < VALIDATION_FRACTION
+    )
+    for split, rows in (("train", np.flatnonzero(~held)), ("val", np.flatnonzero(held))):
+        for name, source in arrays.items():
+            array = np.load(source, mmap_mode="r")
+            if array.shape[:1] == labels.shape:
+                writer.save(split, name, np.asarray(array[rows]))
+            else:  # not per event (e.g. detector geometry): the same for every split
+                writer.save(split, name, np.asarray(array))
+        writer.save(split, "labels", labels[rows])
+        writer.describe(
+            split,
+            features=features,
+            labels="labels",
+            extra=extra or [],
+            info={
+                **info,
+                "validation_fraction": VALIDATION_FRACTION,
+                "validation_seed": VALIDATION_SEED,
+                "source_file": path.name,
+            },
+        )
+
+
+class HistogramDataset(Dataset, register=False):
+    """Shared code of the histogram-image datasets (one input ``(N, H, W)`` per split)."""
+
+    shape: ClassVar[tuple[int, int]]
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+    split_aliases: ClassVar[Mapping[str, str]] = {"validation": "val"}
+
+    @classmethod
+    def files_for_split(cls, version: DatasetVersion, split: str) -> list[str]:
+        return [entry.key for entry in version.files]
+
+    @classmethod
+    def convert(
+        cls, raw_files: Mapping[str, Path], version: DatasetVersion, writer: ArrayWriter, split: str
+    ) -> None:
+        (path,) = raw_files.values()
+        headers = npz_headers(path)
+        for part in ("train", "test"):
+            for key in (f"X_{part}_0", f"y_{part}"):
+                if key not in headers:
+                    raise ConversionError(f"{path}: no array {key!r}; arrays: {sorted(headers)}")
+            shape = headers[f"X_{part}_0"].shape
+            label_shape = headers[f"y_{part}"].shape
+            if shape[1:] != cls.shape or label_shape != shape[:1]:
+                raise ConversionError(
+                    f"{path}: X_{part}_0 has shape {shape} and y_{part} {label_shape}; "
+                    f"expected (N, {cls.shape[0]}, {cls.shape[1]}) and (N,)"
+                )
+        scratch = writer.directory / ".scratch"
+        scratch.mkdir(exist_ok=True)
+        info = {"image_shape": list(cls.shape)}
+        for part in ("train", "test"):
+            images = copy_npz_member(path, f"X_{part}_0", scratch / f"{part}_images.npy")
+            labels = np.rint(
+                np.asarray(copy_npz_member(path, f"y_{part}", scratch / f"{part}_labels.npy"))
+            ).astype(np.int64)
+            if not all(
+                np.isfinite(images[i : i + _CHUNK]).all() for i in range(0, len(images), _CHUNK)
+            ):
+                raise ConversionError(f"{path}: X_{part}_0 contains NaN or infinite values")
+            if not np.isin(labels, (0, 1)).all():
+                raise ConversionError(f"{path}: y_{part} holds values other than 0 and 1")
+            sources = {"histograms": scratch / f"{part}_histograms.npy"}
+            np.save(sources["histograms"], np.asarray(images, dtype=np.float32), allow_pickle=False)
+            del images
+            if part == "train":
+                split_off_validation(path, writer, sources, labels, True, info, ["histograms"])
+            else:
+                writer.save("test", "histograms", np.load(sources["histograms"]))
+                writer.save("test", "labels", labels)
+                writer.describe("test", features=["histograms"], labels="labels", info=info)
+        for item in scratch.iterdir():
+            item.unlink()
+        scratch.rmdir()
+
+    @classmethod
+    def fit_statistics(cls, train: LoadResult, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        images = train.X[0]
+        total = np.zeros(cls.shape)
+        squares = np.zeros(cls.shape)
+        for start in range(0, len(images), _CHUNK):
+            block = np.asarray(images[start : start + _CHUNK], dtype=np.float64)
+            total += block.sum(axis=0)
+            squares += (block**2).sum(axis=0)
+        mean = total / max(len(images), 1)
+        scale = np.sqrt(np.maximum(squares / max(len(images), 1) - mean**2, 0))
+        return {"mean": mean, "scale": np.where(scale > 0, scale, 1.0)}
+
+    @classmethod
+    def prepare(
+        cls,
+        raw: LoadResult,
+        statistics: Mapping[str, np.ndarray],
+        params: Mapping[str, Any],
+        writer: ArrayWriter,
+        split: str,
+    ) -> None:
+        if params["form"] not in ("image", "nodes"):
+            raise ValueError(f"form must be 'image' or 'nodes', not {params['form']!r}")
+        images = raw.X[0]
+        height, width = cls.shape
+        shape = (1, height, width) if params["form"] == "image" else (height * width, 1)
+        features = writer.empty(split, "features", (len(images), *shape), np.float32)
+        for start in range(0, len(images), _CHUNK):
+            block = np.asarray(images[start : start + _CHUNK], dtype=np.float64)
+            if params["standardise"]:
+                block = (block - statistics["mean"]) / statistics["scale"]
+            features[start : start + len(block)] = block.reshape(len(block), *shape)
+        features.flush()
+        writer.save(split, "labels", np.asarray(raw.y))
+        names = ["features", "labels"]
+        if params["graph"]:
+            neighbours, valid = grid_neighbours(height, width, 8)
+            writer.save(split, "grid_neighbours", neighbours)
+            writer.save(split, "grid_mask", valid)
+            names += ["grid_neighbours", "grid_mask"]
+        writer.describe_arrays(
+            split, names, {"image_shape": [height, width], "form": params["form"]}
+        )
+
+
+class Spinodal(HistogramDataset):
+    """Spinodal vs Maxwell phase transition: ``(N, 20, 20)`` pion momentum histograms."""
+
+    name = "spinodal"
+    shape = (20, 20)
+    prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise": False, "form": "image"}
+
+
+class EOS(HistogramDataset):
+    """EOSL vs EOSQ: ``(N, 24, 24)`` pion spectra ρ(pT, φ); per-pixel standardised by default."""
+
+    name = "eos"
+    shape = (24, 24)
+    prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise": True, "form": "image"}
