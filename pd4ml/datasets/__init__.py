@@ -13,6 +13,7 @@ from pd4ml.datasets.base import (
     unregister,
 )
 from pd4ml.datasets.higgsml import HiggsML
+from pd4ml.datasets.ild_photon_showers import ILDPhotonShowers
 from pd4ml.datasets.images import EOS, Spinodal
 from pd4ml.datasets.smartbkg import SmartBKG
 from pd4ml.datasets.top_tagging import TopTagging
@@ -23,6 +24,7 @@ __all__ = [
     "ArrayWriter",
     "Dataset",
     "HiggsML",
+    "ILDPhotonShowers",
     "LoadMetadata",
     "LoadResult",
     "PreparedData",
