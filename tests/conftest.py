@@ -112,3 +112,14 @@ def zenodo_manifest(
     server.add_zenodo_record(record, files)
     source = {"kind": "zenodo", "record": str(record), "base_url": server.url}
     return make_manifest(source, dict(files), **kwargs)
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_file(*parts: str) -> Path:
+    """A file of the project's shared real-data samples (``../shared/data``, beside the clone)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"the shared real-data sample {path} is missing (CI provides ../shared)")
+    return path

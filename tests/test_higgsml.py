@@ -16,18 +16,22 @@ from pd4ml.errors import ConversionError
 from pd4ml.metrics import ams, ams_of_selection
 from pd4ml.testing import ArchiveServer
 from pd4ml.testing.synthetic import higgsml_events, synthetic_variant, write_higgsml_csv
+from tests.conftest import shared_file
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "higgsml"
-REAL_FILES = [REAL / "train_sml_sig.csv", REAL / "train_sml_bg.csv"]
 KEY = "atlas-higgs-challenge-2014-v2.csv.gz"
+
+
+def real_files() -> list[Path]:
+    """The genuine 9,998-event subset of the official file (../shared/data/higgsml)."""
+    return [shared_file("higgsml", "train_sml_sig.csv"), shared_file("higgsml", "train_sml_bg.csv")]
+
+
 column = FEATURE_NAMES.index
 
 
 @pytest.fixture(scope="module")
 def real() -> dict[str, np.ndarray]:
-    if not all(path.exists() for path in REAL_FILES):
-        pytest.fail(f"the real HiggsML subset is expected in {REAL}")
-    return read_higgsml_csv(REAL_FILES)
+    return read_higgsml_csv(real_files())
 
 
 def test_real_subset_counts_labels_and_weights(real: dict[str, np.ndarray]) -> None:
@@ -169,7 +173,7 @@ def test_augmentation_preserves_momenta(synthetic_higgs: type[Dataset], settings
 
 def test_csv_with_a_missing_column_is_named(tmp_path: Path) -> None:
     path = tmp_path / "broken.csv"
-    lines = REAL_FILES[0].read_text().splitlines()[:5]
+    lines = real_files()[0].read_text().splitlines()[:5]
     header = lines[0].split(",")
     drop = header.index("KaggleWeight")
     path.write_text(

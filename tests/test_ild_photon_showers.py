@@ -58,16 +58,18 @@ def test_conversion_is_lazy(photons: Path, tmp_path: Path) -> None:
         from pd4ml.datasets.base import ArrayWriter
         from pd4ml.datasets.ild_photon_showers import ILDPhotonShowers
         path = Path(sys.argv[1])
-        ILDPhotonShowers.convert({"photons.hdf5": path}, None, ArrayWriter(Path(sys.argv[2])), "train")
+        writer = ArrayWriter(Path(sys.argv[2]))
+        ILDPhotonShowers.convert({"photons.hdf5": path}, None, writer, "train")
         with open("/proc/self/status") as status:
             peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
         print(json.dumps({"peak_kb": peak}))
         """
     )
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-c", code, str(photons), str(tmp_path / "out")]
     result = subprocess.run(
-        [sys.executable, "-c", code, str(photons), str(tmp_path / "out")],
-        capture_output=True, text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        command, capture_output=True, text=True, check=True, cwd=ROOT, env=environment
+    )
     peak_mb = json.loads(result.stdout.strip().splitlines()[-1])["peak_kb"] / 1024
     file_mb = photons.stat().st_size / 2**20
     assert peak_mb < 0.6 * file_mb, f"peak RSS {peak_mb:.0f} MB for a {file_mb:.0f} MB file"

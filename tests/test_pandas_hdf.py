@@ -10,14 +10,7 @@ import pytest
 
 from pd4ml.errors import ConversionError
 from pd4ml.pandas_hdf import PandasHdf, parse_pickled_names
-
-SHARED_TOP = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "toptagging"
-    / "pythia8_particle_level_4k.h5"
-)
+from tests.conftest import shared_file
 
 
 def top_like_frame(n_rows: int, seed: int, float_dtype: str = "float32") -> pd.DataFrame:
@@ -62,12 +55,13 @@ def test_table_with_data_columns(tmp_path: Path) -> None:
         np.testing.assert_array_equal(reader.read(["PX_1"])[:, 0], frame["PX_1"].to_numpy())
 
 
-@pytest.mark.skipif(
-    not SHARED_TOP.exists(), reason="the shared Pythia 8 sample lives outside the repository"
-)
+PYTHIA_SAMPLE_NAME = ("toptagging", "pythia8_particle_level_4k.h5")
+
+
 def test_real_pythia_sample_in_official_layout() -> None:
-    frame = pd.read_hdf(SHARED_TOP, "table")
-    with PandasHdf(SHARED_TOP) as reader:
+    sample = shared_file(*PYTHIA_SAMPLE_NAME)
+    frame = pd.read_hdf(sample, "table")
+    with PandasHdf(sample) as reader:
         assert reader.layout == "table" and reader.n_rows == 4000 and len(reader.columns) == 806
         columns = [f"{c}_{i}" for i in range(200) for c in ("E", "PX", "PY", "PZ")]
         np.testing.assert_array_equal(

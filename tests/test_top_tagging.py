@@ -23,14 +23,8 @@ from pd4ml.testing.synthetic import (
     write_top_tagging_h5,
     write_top_tagging_pd4ml_npz,
 )
+from tests.conftest import shared_file
 
-SHARED_TOP = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "data"
-    / "toptagging"
-    / "pythia8_particle_level_4k.h5"
-)
 COUNTS = {"train": 300, "val": 120, "test": 150}
 
 
@@ -260,12 +254,13 @@ def test_a_file_that_is_not_top_tagging_is_named(tmp_path: Path) -> None:
         TopTagging._convert_h5(path, ArrayWriter(tmp_path / "out"), "train")
 
 
-@pytest.mark.skipif(
-    not SHARED_TOP.exists(), reason="the shared Pythia 8 sample lives outside the repository"
-)
+PYTHIA_SAMPLE_NAME = ("toptagging", "pythia8_particle_level_4k.h5")
+
+
 def test_real_particle_level_jets_through_the_converter(tmp_path: Path) -> None:
+    sample = shared_file(*PYTHIA_SAMPLE_NAME)
     writer = ArrayWriter(tmp_path / "arrays")
-    TopTagging._convert_h5(SHARED_TOP, writer, "train")
+    TopTagging._convert_h5(sample, writer, "train")
     constituents = np.load(tmp_path / "arrays" / "train" / "constituents.npy")
     labels = np.load(tmp_path / "arrays" / "train" / "labels.npy")
     assert constituents.shape == (4000, 200, 4) and labels.sum() == 2000
