@@ -18,6 +18,7 @@ from pd4ml.config import Settings
 from pd4ml.datasets import (
     EOS,
     Airshower,
+    CaliceAHCAL,
     Dataset,
     HiggsML,
     ILDPhotonShowers,
@@ -44,6 +45,7 @@ from pd4ml.errors import (
 __all__ = [
     "EOS",
     "Airshower",
+    "CaliceAHCAL",
     "ChecksumMismatchError",
     "ConversionError",
     "Dataset",

@@ -38,7 +38,7 @@ def test_wheel_carries_manifests_and_works_alone(tmp_path: Path) -> None:
         for name in names
         if name.startswith("pd4ml/datasets_manifest/") and name.endswith(".toml")
     }
-    assert len(manifests) == 7, sorted(names)
+    assert len(manifests) == 8, sorted(names)
     assert "pd4ml/reference_models/__init__.py" in names
     assert "pd4ml/py.typed" in names and "pd4ml/testing/server.py" in names
     source_modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "pd4ml").rglob("*.py")}
@@ -78,4 +78,5 @@ def test_wheel_carries_manifests_and_works_alone(tmp_path: Path) -> None:
         "eos",
         "airshower",
         "calice_ahcal",
+        "ild_photon_showers",
     ]

@@ -12,6 +12,7 @@ from pd4ml.datasets.base import (
     load,
     unregister,
 )
+from pd4ml.datasets.calice_ahcal import CaliceAHCAL
 from pd4ml.datasets.higgsml import HiggsML
 from pd4ml.datasets.ild_photon_showers import ILDPhotonShowers
 from pd4ml.datasets.images import EOS, Spinodal
@@ -22,6 +23,7 @@ __all__ = [
     "EOS",
     "Airshower",
     "ArrayWriter",
+    "CaliceAHCAL",
     "Dataset",
     "HiggsML",
     "ILDPhotonShowers",

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -565,4 +566,81 @@ def write_photon_showers_hdf5(path: str | Path, n_showers: int, seed: int = 0) -
             block, energies = photon_showers(min(500, n_showers - start), seed + start)
             layers[start : start + len(block)] = block
             energy[start : start + len(block)] = energies
+    return path
+
+
+def ahcal_showers(n_events: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+    """Synthetic AHCAL pion showers: per event a ``(n_hits, 5)`` array [x, y, z mm, MIP, ns]
+    and the beam energies (10-80 GeV in steps of 10).
+
+    The visible energy (≈ 40 MIP per GeV) fluctuates with a resolution of about 55 %/√E ⊕ 8 %;
+    the shower starts after an exponentially distributed depth, its longitudinal extent grows
+    with ln E and its lateral spread is a narrow core plus a wide halo. One hit per cell.
+    """
+    generator = np.random.default_rng(seed)
+    beam = generator.choice(np.arange(10, 81, 10), n_events).astype(np.float32)
+    layer_pitch = 26.1  # mm (an assumption for the generator only; the converter does not need it)
+    events = []
+    for energy in beam:
+        n = int(generator.poisson(22 * energy**0.8)) + 5
+        start = min(int(generator.exponential(4.0)), 30)
+        depth = generator.gamma(2.0 + 0.3 * np.log(energy), 2.2, n)
+        layer = np.clip(start + depth.astype(int), 0, 37)
+        halo = generator.random(n) < 0.3
+        radius = np.where(halo, generator.exponential(4.0, n), generator.exponential(1.0, n))
+        angle = generator.uniform(0, 2 * np.pi, n)
+        tile_i = np.clip(np.rint(11.5 + radius * np.cos(angle)), 0, 23).astype(int)
+        tile_j = np.clip(np.rint(11.5 + radius * np.sin(angle)), 0, 23).astype(int)
+        cells, inverse = np.unique(
+            np.stack([layer, tile_i, tile_j], 1), axis=0, return_inverse=True
+        )
+        resolution = np.hypot(0.55 / np.sqrt(energy), 0.08)
+        visible = max(energy * 40 * (1 + generator.normal(0, resolution)), 1.0)
+        deposits = generator.lognormal(0, 0.7, n)
+        summed = np.bincount(inverse.reshape(-1), weights=deposits, minlength=len(cells))
+        summed *= visible / summed.sum()
+        hits = np.column_stack(
+            [
+                (cells[:, 1] - 11.5) * 30.0,
+                (cells[:, 2] - 11.5) * 30.0,
+                100.0 + cells[:, 0] * layer_pitch,
+                summed,
+                cells[:, 0] * layer_pitch / 300.0 + generator.exponential(2.0, len(cells)),
+            ]
+        ).astype(np.float32)
+        events.append(hits)
+    return events, beam
+
+
+def write_ahcal_root(path: str | Path, n_events: int, seed: int = 0, tree: str = "events") -> Path:
+    """Synthetic showers in the proposed ROOT form (needs uproot and awkward: the dev extra)."""
+    import awkward as ak
+    import uproot
+
+    events, beam = ahcal_showers(n_events, seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = ("hit_x", "hit_y", "hit_z", "hit_energy", "hit_time")
+    with uproot.recreate(path) as handle:
+        handle[tree] = {
+            **{
+                name: ak.Array([event[:, index] for event in events])
+                for index, name in enumerate(names)
+            },
+            "beam_energy": beam,
+        }
+    return path
+
+
+def write_ahcal_npz(path: str | Path, n_events: int, seed: int = 0) -> Path:
+    """Synthetic showers in the proposed NumPy form (flat hit arrays + ``n_hits``)."""
+    events, beam = ahcal_showers(n_events, seed)
+    flat = np.concatenate(events)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = ("hit_x", "hit_y", "hit_z", "hit_energy", "hit_time")
+    arrays: dict[str, Any] = {name: flat[:, index] for index, name in enumerate(names)}
+    arrays["n_hits"] = np.array([len(event) for event in events])
+    arrays["beam_energy"] = beam
+    np.savez_compressed(path, **arrays)
     return path
