@@ -24,6 +24,7 @@ def make_dataset(manifest: DatasetManifest, register: bool = False) -> type[Data
     class TinyJets(Dataset, register=register):
         name = "testdata"
         manifest_override = manifest
+        splits = ("train", "test")
         split_aliases: ClassVar[Mapping[str, str]] = {"training": "train"}
 
         @classmethod

@@ -62,13 +62,7 @@ class Airshower(Dataset):
     """Air-shower Xmax regression (see the module docstring for shapes and units)."""
 
     name = "airshower"
-    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
-    split_aliases: ClassVar[Mapping[str, str]] = {"validation": "val"}
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise_target": True}
-
-    @classmethod
-    def files_for_split(cls, version: DatasetVersion, split: str) -> list[str]:
-        return [entry.key for entry in version.files]
 
     @classmethod
     def convert(

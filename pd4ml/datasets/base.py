@@ -226,10 +226,10 @@ class Dataset:
 
     name: ClassVar[str]
     """The manifest name, e.g. ``"top_tagging"``."""
-    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     """The valid split names."""
-    split_aliases: ClassVar[Mapping[str, str]] = {}
-    """Other accepted names, e.g. ``{"val": "validation"}``."""
+    split_aliases: ClassVar[Mapping[str, str]] = {"validation": "val", "valid": "val"}
+    """Other accepted names."""
     converter_version: ClassVar[int] = 1
     """Bump when :meth:`convert` changes its output; cached arrays are rebuilt."""
     manifest_override: ClassVar[DatasetManifest | None] = None

@@ -155,8 +155,6 @@ class CaliceAHCAL(Dataset):
     """CALICE AHCAL pion showers, energy regression (see the module docstring)."""
 
     name = "calice_ahcal"
-    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
-    split_aliases: ClassVar[Mapping[str, str]] = {"validation": "val"}
     branches: ClassVar[Mapping[str, str]] = DEFAULT_BRANCHES
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"representation": "cloud"}
 
@@ -172,10 +170,6 @@ class CaliceAHCAL(Dataset):
             {"branches": {**cls.branches, **names}, "__module__": cls.__module__},
             register=False,
         )
-
-    @classmethod
-    def files_for_split(cls, version: DatasetVersion, split: str) -> list[str]:
-        return [entry.key for entry in version.files]
 
     @classmethod
     def convert(

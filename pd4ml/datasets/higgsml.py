@@ -247,10 +247,6 @@ class HiggsML(Dataset):
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"cartesian": True, "align": True}
 
     @classmethod
-    def files_for_split(cls, version: DatasetVersion, split: str) -> list[str]:
-        return [entry.key for entry in version.files]
-
-    @classmethod
     def convert(
         cls, raw_files: Mapping[str, Path], version: DatasetVersion, writer: ArrayWriter, split: str
     ) -> None:

@@ -45,13 +45,7 @@ class ILDPhotonShowers(Dataset):
     """ILD Si-W ECAL photon showers, energy regression (see the module docstring)."""
 
     name = "ild_photon_showers"
-    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
-    split_aliases: ClassVar[Mapping[str, str]] = {"validation": "val"}
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise_target": False}
-
-    @classmethod
-    def files_for_split(cls, version: DatasetVersion, split: str) -> list[str]:
-        return [entry.key for entry in version.files]
 
     @classmethod
     def convert(

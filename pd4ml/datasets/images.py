@@ -74,12 +74,6 @@ class HistogramDataset(Dataset, register=False):
     """Shared code of the histogram-image datasets (one input ``(N, H, W)`` per split)."""
 
     shape: ClassVar[tuple[int, int]]
-    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
-    split_aliases: ClassVar[Mapping[str, str]] = {"validation": "val"}
-
-    @classmethod
-    def files_for_split(cls, version: DatasetVersion, split: str) -> list[str]:
-        return [entry.key for entry in version.files]
 
     @classmethod
     def convert(

@@ -80,17 +80,11 @@ class SmartBKG(Dataset):
     """The Belle II selective-MC dataset (see the module docstring for shapes)."""
 
     name = "smartbkg"
-    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
-    split_aliases: ClassVar[Mapping[str, str]] = {"validation": "val"}
     prepare_defaults: ClassVar[Mapping[str, Any]] = {
         "num_pdg": 182,
         "one_hot": False,
         "dense_adjacency": False,
     }
-
-    @classmethod
-    def files_for_split(cls, version: DatasetVersion, split: str) -> list[str]:
-        return [entry.key for entry in version.files]
 
     @classmethod
     def convert(

@@ -139,8 +139,6 @@ class TopTagging(Dataset):
     """The Top Quark Tagging Reference Dataset (see the module docstring for shapes)."""
 
     name = "top_tagging"
-    splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
-    split_aliases: ClassVar[Mapping[str, str]] = {"validation": "val", "valid": "val"}
     prepare_defaults: ClassVar[Mapping[str, Any]] = {
         "n_constituents": 100,
         "k": 7,
@@ -148,13 +146,6 @@ class TopTagging(Dataset):
     }
 
     # -- conversion ---------------------------------------------------------------------------
-    @classmethod
-    def files_for_split(cls, version: DatasetVersion, split: str) -> list[str]:
-        keys = super().files_for_split(version, split)
-        if not keys and split == "val":  # the merged pd4ml file feeds val through its ttv flag
-            keys = super().files_for_split(version, "train")
-        return keys
-
     @classmethod
     def convert(
         cls, raw_files: Mapping[str, Path], version: DatasetVersion, writer: ArrayWriter, split: str

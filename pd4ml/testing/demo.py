@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -82,6 +83,8 @@ def demo_dataset(manifest: DatasetManifest) -> type[Dataset]:
     class DemoPoints(Dataset, register=False):
         name = "demo"
         manifest_override = manifest
+        splits = ("train", "test")
+        split_aliases: ClassVar[Mapping[str, str]] = {}
 
         @classmethod
         def convert(
