@@ -162,6 +162,14 @@ def _command_urls(args: argparse.Namespace, settings: Settings, console: Console
     version = manifest.version(args.version)
     cache = Cache(settings)
     for entry in version.files:
+        if entry.is_pattern:
+            record_api = f"{version.source.resolved_base_url}/api/records/{version.source.record}"
+            console.print(
+                f"{entry.key}: the file name and checksum are listed by the record: {record_api}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            continue
         urls = [
             *entry.mirrors,
             *(

@@ -118,6 +118,11 @@ class FileEntry:
         """The key as a safe relative path."""
         return safe_key(self.key)
 
+    @property
+    def is_pattern(self) -> bool:
+        """True when ``key`` is a shell pattern resolved from the archive's record."""
+        return any(character in self.key for character in "*?[")
+
     def checksum(self, algorithm: str) -> Checksum | None:
         """The pinned checksum for ``algorithm``, if any."""
         return next((c for c in self.checksums if c.algorithm == algorithm), None)
@@ -328,6 +333,11 @@ def _parse_file(table: Mapping[str, Any], where: str, source: ArchiveSource) -> 
     if entry.checksum_origin in ("record-api", "none") and checksums:
         raise ManifestError(
             f"{where}: checksums are pinned, so checksum_origin cannot be {entry.checksum_origin!r}"
+        )
+    if entry.is_pattern and (entry.checksum_origin != "record-api" or "/" in key):
+        raise ManifestError(
+            f"{where}: a file-name pattern ({key!r}) is resolved from the record API: it needs "
+            "checksum_origin = 'record-api' and no directory part"
         )
     if entry.checksum_origin == "record-api" and source.kind == "url":
         raise ManifestError(f"{where}: a plain-URL source has no record API to take checksums from")

@@ -10,7 +10,8 @@ import pytest
 from pd4ml import EOS, Airshower, Spinodal
 from pd4ml.config import Settings
 from pd4ml.datasets.base import Dataset
-from pd4ml.errors import ConversionError
+from pd4ml.errors import ConversionError, DownloadError
+from pd4ml.fetch import Fetcher
 from pd4ml.graphs import grid_neighbours
 from pd4ml.testing import ArchiveServer
 from pd4ml.testing.synthetic import (
@@ -188,3 +189,49 @@ def test_airshower_wrong_trace_shape(
         ConversionError, match=r"X_train_0 is \(5, 9, 9, 40\); expected \(N, 9, 9, 80\)"
     ):
         variant.load("train", settings=settings)
+
+
+def zenodo_spinodal(server: ArchiveServer, record: int) -> type[Dataset]:
+    """The real manifest's Zenodo 5710736 version, served by the loopback server (synthetic)."""
+    from dataclasses import replace
+
+    manifest = Spinodal.manifest()
+    version = manifest.version("zenodo-5710736")
+    served = replace(
+        version,
+        synthetic=True,
+        source=replace(version.source, base_url=server.url, record=str(record)),
+    )
+    return type(
+        "ZenodoSpinodal",
+        (Spinodal,),
+        {"manifest_override": replace(manifest, versions=(served,), default_version=served.name)},
+        register=False,
+    )
+
+
+def test_record_api_file_pattern(server: ArchiveServer, settings: Settings, tmp_path: Path) -> None:
+    path = write_pd4ml_image_npz(
+        tmp_path / "spinodal_classification.npz", "spinodal", 100, 40, seed=8
+    )
+    server.add_zenodo_record(5710736, {"spinodal_classification.npz": path})
+    dataset = zenodo_spinodal(server, 5710736)
+    result = dataset.load("test", settings=settings)
+    assert result.n_events == 40 and result.metadata.synthetic
+    assert "spinodal_classification.npz" in result.metadata.files
+    assert server.count("/api/records/5710736") == 1
+    server.reset_log()
+    offline = dataset.load(
+        "train", settings=settings.with_changes(offline=True)
+    )  # resolved from record.json
+    assert offline.n_events == 90 and server.count(method=None) == 0
+
+
+def test_ambiguous_file_pattern_is_reported(
+    server: ArchiveServer, settings: Settings, tmp_path: Path
+) -> None:
+    first = write_pd4ml_image_npz(tmp_path / "a.npz", "spinodal", 10, 5)
+    second = write_pd4ml_image_npz(tmp_path / "b.npz", "spinodal", 10, 5, seed=1)
+    server.add_zenodo_record(5710737, {"a.npz": first, "b.npz": second})
+    with pytest.raises(DownloadError, match=r"'\*\.npz' matches 2 file\(s\).*a\.npz, b\.npz"):
+        zenodo_spinodal(server, 5710737).load("train", settings=settings)

@@ -10,11 +10,12 @@ an inter-process lock so that N processes asking for the same file download it o
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import posixpath
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -326,6 +327,7 @@ class Fetcher:
         """Verified local copies of the version's files (all of them, or ``keys``)."""
         version = version if isinstance(version, DatasetVersion) else manifest.version(version)
         entries = [version.file(key) for key in keys] if keys is not None else list(version.files)
+        entries = [self.resolve_entry(manifest, version, entry) for entry in entries]
         found: dict[str, LocalFile] = {}
         missing: list[FileEntry] = []
         for entry in entries:
@@ -350,6 +352,44 @@ class Fetcher:
         for entry in missing:
             found[entry.key] = self._fetch_one(manifest, version, entry, force=force)
         return {entry.key: found[entry.key] for entry in entries}
+
+    def resolve_entry(
+        self,
+        manifest: DatasetManifest,
+        version: DatasetVersion,
+        entry: FileEntry,
+        *,
+        network: bool = True,
+    ) -> FileEntry:
+        """The concrete file for an entry whose key is a pattern (``*.npz``) resolved from the
+        archive's record (recorded in the cache, or asked when online); others unchanged."""
+        if not entry.is_pattern:
+            return entry
+        files = self._record_files(manifest, version, network=network and not self.settings.offline)
+        names = sorted(files)
+        if not files:
+            local = [
+                path.name
+                for root in (*self.cache.shared_roots(), self.cache.root)
+                for path in sorted(
+                    self.cache.version_dir(manifest.name, version.name, root).glob("raw/*")
+                )
+                if path.is_file() and fnmatch.fnmatch(path.name, entry.key)
+            ]
+            names = sorted(set(local))
+        matches = [name for name in names if fnmatch.fnmatch(name, entry.key)]
+        if len(matches) != 1:
+            listed = ", ".join(names) or "none known (offline, nothing recorded)"
+            raise DownloadError(
+                f"{manifest.name} {version.name}: the file pattern {entry.key!r} matches "
+                f"{len(matches)} file(s) of the record; its files: {listed}"
+            )
+        record = files.get(matches[0])
+        return replace(
+            entry,
+            key=matches[0],
+            size=record.size if record is not None else entry.size,
+        )
 
     def _searched(self) -> str:
         roots = [*self.cache.shared_roots(), self.cache.root]
@@ -533,7 +573,12 @@ class Fetcher:
         """
         version = version if isinstance(version, DatasetVersion) else manifest.version(version)
         results: list[tuple[str, Path | None, str]] = []
-        for entry in version.files:
+        for pattern_entry in version.files:
+            try:
+                entry = self.resolve_entry(manifest, version, pattern_entry, network=False)
+            except DownloadError:
+                results.append((pattern_entry.key, None, "missing"))
+                continue
             paths = [
                 self.cache.raw_path(manifest.name, version.name, entry.key, root)
                 for root in (*self.cache.shared_roots(), self.cache.root)
@@ -581,7 +626,12 @@ class Fetcher:
             raise DownloadError(f"{directory} is not a directory")
         planned: list[tuple[FileEntry, Path, Expected, Checksum]] = []
         problems: list[str] = []
-        for entry in version.files:
+        for pattern_entry in version.files:
+            try:
+                entry = self.resolve_entry(manifest, version, pattern_entry)
+            except DownloadError as error:
+                problems.append(str(error))
+                continue
             source = next(
                 (
                     p
