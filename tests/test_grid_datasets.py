@@ -11,7 +11,6 @@ from pd4ml import EOS, Airshower, Spinodal
 from pd4ml.config import Settings
 from pd4ml.datasets.base import Dataset
 from pd4ml.errors import ConversionError, DownloadError
-from pd4ml.fetch import Fetcher
 from pd4ml.graphs import grid_neighbours
 from pd4ml.testing import ArchiveServer
 from pd4ml.testing.synthetic import (
