@@ -138,3 +138,11 @@ def test_nan_hits_are_refused(tmp_path: Path) -> None:
     np.savez(path, **arrays)
     with pytest.raises(ConversionError, match=r"hit_time contains NaN"):
         convert(CaliceAHCAL, path, tmp_path / "a")
+
+
+def test_truncated_root_file_is_named(tmp_path: Path) -> None:
+    good = write_ahcal_root(tmp_path / "full.root", 200, seed=8)
+    truncated = tmp_path / ROOT_KEY
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(ConversionError, match=r"ahcal_pions_sps2018\.root"):
+        convert(CaliceAHCAL, truncated, tmp_path / "a")

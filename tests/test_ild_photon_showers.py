@@ -84,3 +84,16 @@ def test_wrong_layout_is_named(server: ArchiveServer, settings: Settings, tmp_pa
     variant = synthetic_variant(ILDPhotonShowers, server.url, 3826104, {KEY: bad})
     with pytest.raises(ConversionError, match=r"photons\.hdf5: layers \(4, 25, 25, 30\)"):
         variant.load("train", settings=settings)
+
+
+def test_truncated_file_is_named(
+    server: ArchiveServer, settings: Settings, photons: Path, tmp_path: Path
+) -> None:
+    truncated = tmp_path / KEY
+    truncated.write_bytes(photons.read_bytes()[: photons.stat().st_size // 3])
+    server.add_zenodo_record(3826105, {KEY: truncated})
+    variant = synthetic_variant(ILDPhotonShowers, server.url, 3826105, {KEY: truncated})
+    with pytest.raises(ConversionError, match=r"photons\.hdf5"):
+        variant.load("train", settings=settings)
+    arrays = settings.data_dir / "ild_photon_showers" / "synthetic-v1" / "arrays"
+    assert not arrays.exists() or list(arrays.iterdir()) == []
