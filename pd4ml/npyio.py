@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -107,11 +106,6 @@ def copy_npz_member(path: Path, name: str, destination: Path) -> np.memmap[Any, 
         raise ConversionError(f"{path}: cannot read array {name!r} ({error})") from None
     loaded: np.memmap[Any, Any] = np.load(destination, mmap_mode="r", allow_pickle=False)
     return loaded
-
-
-def iter_npz_arrays(path: Path) -> Iterator[tuple[str, NpyHeader]]:
-    """``(name, header)`` of each array in an npz, in archive order."""
-    yield from npz_headers(path).items()
 
 
 def release_rows(array: np.ndarray, start: int, stop: int) -> None:

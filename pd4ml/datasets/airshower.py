@@ -32,7 +32,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult, PreparedData
-from pd4ml.datasets.images import split_off_validation
+from pd4ml.datasets.scaling import target_moments
+from pd4ml.datasets.splits import split_off_validation
 from pd4ml.errors import ConversionError
 from pd4ml.graphs import grid_neighbours
 from pd4ml.manifest import DatasetVersion
@@ -131,11 +132,11 @@ class Airshower(Dataset):
             centred, triggered = centred_times(time[start : start + _CHUNK])
             squares += float(np.nansum(centred**2))
             count += int(triggered.sum())
-        xmax = np.asarray(train.y, dtype=np.float64)
+        xmax_mean, xmax_scale = target_moments(train.y)
         return {
             "time_scale": np.array(np.sqrt(squares / max(count, 1)) or 1.0),
-            "xmax_mean": np.array(xmax.mean()),
-            "xmax_scale": np.array(xmax.std() or 1.0),
+            "xmax_mean": xmax_mean,
+            "xmax_scale": xmax_scale,
         }
 
     @classmethod

@@ -682,14 +682,6 @@ def load(name: str, split: str = "train", **kwargs: Any) -> LoadResult:
     return get(name).load(split, **kwargs)
 
 
-def manifest_only_datasets() -> list[DatasetManifest]:
-    """Manifests of datasets whose class is not (yet) registered, for ``pd4ml list``."""
-    from pd4ml.manifest import bundled_manifests
-
-    registered = set(_REGISTRY)
-    return [m for name, m in bundled_manifests().items() if name not in registered]
-
-
 __all__ = [
     "ArrayWriter",
     "Dataset",

@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
-from pd4ml.datasets.higgsml import stratified_holdout
+from pd4ml.datasets.splits import stratified_holdout
 from pd4ml.errors import ConversionError
 from pd4ml.manifest import DatasetVersion
 
@@ -185,10 +185,6 @@ class CaliceAHCAL(Dataset):
                 raise ConversionError(f"{path}: {field} contains NaN or infinite values")
         cells = hit_cells(flat, path)
         write_event_splits(flat, cells, n_hits, beam, writer)
-
-    @classmethod
-    def fit_statistics(cls, train: LoadResult, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        return {}
 
     @classmethod
     def prepare(

@@ -34,6 +34,7 @@ from typing import IO, Any, ClassVar
 import numpy as np
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
+from pd4ml.datasets.splits import stratified_holdout
 from pd4ml.errors import ConversionError
 from pd4ml.manifest import DatasetVersion
 
@@ -116,17 +117,6 @@ def read_higgsml_csv(paths: Sequence[Path]) -> dict[str, np.ndarray]:
             }
         )
     return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-
-
-def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Bool mask of a seeded, per-class random ``fraction`` of the events."""
-    generator = np.random.default_rng(seed)
-    held = np.zeros(len(labels), dtype=bool)
-    for value in np.unique(labels):
-        members = np.flatnonzero(labels == value)
-        chosen = generator.choice(members, size=round(fraction * len(members)), replace=False)
-        held[chosen] = True
-    return held
 
 
 def to_cartesian(features: np.ndarray, align: bool) -> tuple[np.ndarray, list[str]]:

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
+from pd4ml.datasets.scaling import target_moments
 from pd4ml.errors import ConversionError
 from pd4ml.manifest import DatasetVersion
 from pd4ml.npyio import release_rows
@@ -114,11 +115,8 @@ class ILDPhotonShowers(Dataset):
 
     @classmethod
     def fit_statistics(cls, train: LoadResult, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        energy = np.asarray(train.y, dtype=np.float64)
-        return {
-            "energy_mean": np.array(energy.mean()),
-            "energy_scale": np.array(energy.std() or 1.0),
-        }
+        energy_mean, energy_scale = target_moments(train.y)
+        return {"energy_mean": energy_mean, "energy_scale": energy_scale}
 
     @classmethod
     def prepare(

@@ -21,53 +21,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
-from pd4ml.datasets.higgsml import stratified_holdout
+from pd4ml.datasets.scaling import RunningMoments
+from pd4ml.datasets.splits import split_off_validation
 from pd4ml.errors import ConversionError
 from pd4ml.graphs import grid_neighbours
 from pd4ml.manifest import DatasetVersion
 from pd4ml.npyio import copy_npz_member, npz_headers
 
-VALIDATION_FRACTION = 0.1
-VALIDATION_SEED = 20210630
 _CHUNK = 20_000
-
-
-def split_off_validation(
-    path: Path,
-    writer: ArrayWriter,
-    arrays: Mapping[str, Path],
-    labels: np.ndarray,
-    stratify: bool,
-    info: Mapping[str, Any],
-    features: list[str],
-    extra: list[str] | None = None,
-) -> None:
-    """Write ``train`` and ``val`` from the training arrays (``name → .npy path``) of a file."""
-    held = (
-        stratified_holdout(labels, VALIDATION_FRACTION, VALIDATION_SEED)
-        if stratify
-        else np.random.default_rng(VALIDATION_SEED).random(len(labels)) < VALIDATION_FRACTION
-    )
-    for split, rows in (("train", np.flatnonzero(~held)), ("val", np.flatnonzero(held))):
-        for name, source in arrays.items():
-            array = np.load(source, mmap_mode="r")
-            if array.shape[:1] == labels.shape:
-                writer.save(split, name, np.asarray(array[rows]))
-            else:  # not per event (e.g. detector geometry): the same for every split
-                writer.save(split, name, np.asarray(array))
-        writer.save(split, "labels", labels[rows])
-        writer.describe(
-            split,
-            features=features,
-            labels="labels",
-            extra=extra or [],
-            info={
-                **info,
-                "validation_fraction": VALIDATION_FRACTION,
-                "validation_seed": VALIDATION_SEED,
-                "source_file": path.name,
-            },
-        )
 
 
 class HistogramDataset(Dataset, register=False):
@@ -122,15 +83,10 @@ class HistogramDataset(Dataset, register=False):
     @classmethod
     def fit_statistics(cls, train: LoadResult, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
         images = train.X[0]
-        total = np.zeros(cls.shape)
-        squares = np.zeros(cls.shape)
+        moments = RunningMoments(cls.shape)
         for start in range(0, len(images), _CHUNK):
-            block = np.asarray(images[start : start + _CHUNK], dtype=np.float64)
-            total += block.sum(axis=0)
-            squares += (block**2).sum(axis=0)
-        mean = total / max(len(images), 1)
-        scale = np.sqrt(np.maximum(squares / max(len(images), 1) - mean**2, 0))
-        return {"mean": mean, "scale": np.where(scale > 0, scale, 1.0)}
+            moments.update(images[start : start + _CHUNK])
+        return {"mean": moments.mean, "scale": moments.scale}
 
     @classmethod
     def prepare(

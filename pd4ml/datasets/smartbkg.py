@@ -37,7 +37,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
-from pd4ml.datasets.higgsml import stratified_holdout
+from pd4ml.datasets.scaling import RunningMoments
+from pd4ml.datasets.splits import stratified_holdout
 from pd4ml.errors import ConversionError
 from pd4ml.graphs import decay_tree_dense, decay_tree_edges
 from pd4ml.manifest import DatasetVersion
@@ -157,27 +158,20 @@ class SmartBKG(Dataset):
     @classmethod
     def fit_statistics(cls, train: LoadResult, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
         particles = train["particles"]
-        total = np.zeros(8)
-        squares = np.zeros(8)
-        count = 0
+        moments = RunningMoments((8,))
         tokens = []
         for start in range(0, len(particles), _CHUNK):
             block = np.asarray(particles[start : start + _CHUNK], dtype=np.float64)
             mask = particle_mask(block)
-            real = block[mask][:, :8]
-            total += real.sum(axis=0)
-            squares += (real**2).sum(axis=0)
-            count += len(real)
+            moments.update(block[mask][:, :8])
             tokens.append(np.rint(block[..., 8][mask]).astype(np.int64))
-        mean = total / max(count, 1)
-        scale = np.sqrt(np.maximum(squares / max(count, 1) - mean**2, 0))
         all_tokens = np.concatenate(tokens) if tokens else np.zeros(0, dtype=np.int64)
         vocabulary = pdg_vocabulary(
             all_tokens, np.ones(len(all_tokens), dtype=bool), int(params["num_pdg"])
         )
         return {
-            "mean": mean,
-            "scale": np.where(scale > 0, scale, 1.0),
+            "mean": moments.mean,
+            "scale": moments.scale,
             "pdg_vocabulary": vocabulary,
         }
 
