@@ -119,10 +119,19 @@ class PreparedData:
     ``neighbours``/``neighbour_mask`` (sparse graph), ``labels``, ``weights``. Each dataset
     documents its names, shapes and units; ``metadata`` records the parameters, the statistics
     fitted on train, and the provenance of the underlying split.
+
+    It also unpacks as the original pd4ml's ``load_data`` result, ``X, y = data``: without a
+    graph ``X = {"features": [features]}``; with ``graph=True``
+    ``X = {"features": features, "adj_matrix": adjacency}`` (features in node form, the dense
+    ``(n_events, P, P)`` int8 adjacency, see :meth:`adjacency`).
+
+    Framework views: :meth:`torch`, :meth:`pyg` and :meth:`tf` (see :mod:`pd4ml.adapters`).
     """
 
     arrays: Mapping[str, np.ndarray]
     metadata: Mapping[str, Any]
+    directory: Path | None = None
+    max_events: int | None = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -132,6 +141,20 @@ class PreparedData:
 
     def __contains__(self, name: object) -> bool:
         return name in self.arrays
+
+    def __iter__(self) -> Iterator[Any]:
+        from pd4ml.adapters.common import graph_kind, node_form
+
+        graph = bool(self.metadata.get("params", {}).get("graph", False))
+        if graph:
+            features = node_form(self.features, graph_kind(self))
+            yield {"features": features, "adj_matrix": self.adjacency()}
+        else:
+            yield {"features": [self.features]}
+        yield self.labels
+
+    def __len__(self) -> int:
+        return 2
 
     def keys(self) -> list[str]:
         """The array names."""
@@ -151,6 +174,92 @@ class PreparedData:
     def weights(self) -> np.ndarray | None:
         """Per-event sample weights, or ``None``."""
         return self.arrays.get("weights")
+
+    @property
+    def n_events(self) -> int:
+        """Number of events (after ``max_events``)."""
+        return int(self.labels.shape[0])
+
+    def adjacency(self) -> np.ndarray:
+        """The dense ``(n_events, P, P)`` int8 adjacency of the original pd4ml.
+
+        Grids give a read-only broadcast view of one ``(P, P)`` matrix. Per-event graphs are
+        expanded from the sparse arrays once, chunk by chunk, into ``adj_matrix.npy`` beside
+        the prepared split (memory-mapped; P² bytes per event on disk, nothing in RAM), and
+        reused afterwards. See :func:`pd4ml.adapters.common.dense_adjacency` for the convention.
+        """
+        from pd4ml.adapters.common import dense_adjacency, graph_kind
+
+        if "adjacency" in self.arrays or graph_kind(self) in ("grid", None):
+            return dense_adjacency(self, slice(None))
+        if self.directory is None:
+            return dense_adjacency(self, slice(None))
+        path = self.directory / "adj_matrix.npy"
+        if not path.is_file():
+            _write_dense_adjacency(self, path)
+        dense: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+        return dense[: self.max_events] if self.max_events is not None else dense
+
+    def torch(self, names: Sequence[str] | None = None, weights: str | None = None) -> Any:
+        """A torch ``Dataset`` of this split (:class:`pd4ml.adapters.torch.TorchEvents`)."""
+        from pd4ml.adapters.torch import TorchEvents
+
+        return TorchEvents(self, names=names, weights=weights)
+
+    def pyg(self, weights: str | None = None) -> Any:
+        """PyTorch Geometric ``Data`` per event (:class:`pd4ml.adapters.pyg.GraphEvents`)."""
+        from pd4ml.adapters.pyg import GraphEvents
+
+        return GraphEvents(self, weights=weights)
+
+    def tf(self, names: Sequence[str] | None = None, weights: str | None = None) -> Any:
+        """A TensorFlow view of this split (:class:`pd4ml.adapters.tf.TfEvents`)."""
+        from pd4ml.adapters.tf import TfEvents
+
+        return TfEvents(self, names=names, weights=weights)
+
+
+def _write_dense_adjacency(data: PreparedData, path: Path, chunk: int = 2048) -> None:
+    from pd4ml.adapters.common import dense_adjacency
+
+    assert data.directory is not None
+    full = open_prepared(data.directory, None, quiet=True)
+    n_events = full.n_events
+    first = dense_adjacency(full, slice(0, min(1, n_events)))
+    handle, temporary = tempfile.mkstemp(prefix=".adj_matrix-", suffix=".npy", dir=path.parent)
+    os.close(handle)
+    try:
+        output = npy_format.open_memmap(
+            temporary, mode="w+", dtype=np.int8, shape=(n_events, *first.shape[1:])
+        )
+        for start in range(0, n_events, chunk):
+            stop = min(start + chunk, n_events)
+            output[start:stop] = dense_adjacency(full, slice(start, stop))
+        output.flush()
+        del output
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def open_prepared(directory: Path, max_events: int | None, quiet: bool = False) -> PreparedData:
+    """Open a prepared split directory as :class:`PreparedData` (memory maps)."""
+    meta = read_json(directory / "meta.json")
+    if not isinstance(meta, dict):
+        raise ConversionError(f"{directory}/meta.json is missing or unreadable")
+    from pd4ml.adapters.common import SHARED_ARRAYS
+
+    arrays: dict[str, np.ndarray] = {}
+    for name in meta["arrays"]:
+        array: np.ndarray = np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        per_event = array.ndim and name not in SHARED_ARRAYS
+        arrays[name] = array[:max_events] if max_events is not None and per_event else array
+    if meta.get("synthetic") and not quiet:
+        log.warning(
+            "%s %s is SYNTHETIC test data, not a real dataset", meta["dataset"], meta["split"]
+        )
+    return PreparedData(arrays, meta, directory, max_events)
 
 
 class ArrayWriter:
@@ -443,6 +552,53 @@ class Dataset:
         return cls._open_prepared(directory, max_events)
 
     @classmethod
+    def torch(
+        cls,
+        split: str = "train",
+        graph: bool = False,
+        *,
+        names: Sequence[str] | None = None,
+        weights: str | None = None,
+        **load_data_args: Any,
+    ) -> Any:
+        """``load_data(split, graph, ...)`` as a ``torch.utils.data.Dataset``.
+
+        Returns a :class:`pd4ml.adapters.torch.TorchEvents`: ``len()`` events, indexing gives
+        dicts of tensors (an int: one event; a slice or row array: one batch read in one go),
+        and ``.loader(batch_size, shuffle=...)`` gives a ``DataLoader`` of whole-batch reads.
+        ``load_data_args`` are those of :meth:`load_data` (``path``, ``max_events``, the
+        dataset's preprocessing parameters …).
+        """
+        return cls.load_data(split, graph, **load_data_args).torch(names=names, weights=weights)
+
+    @classmethod
+    def pyg(cls, split: str = "train", *, weights: str | None = None, **load_data_args: Any) -> Any:
+        """``load_data(split, graph=True, ...)`` as PyTorch Geometric ``Data`` per event.
+
+        Returns a :class:`pd4ml.adapters.pyg.GraphEvents` (a ``torch.utils.data.Dataset`` that
+        PyG's ``DataLoader`` accepts; ``.loader(batch_size, shuffle=...)`` reads whole batches).
+        """
+        return cls.load_data(split, True, **load_data_args).pyg(weights=weights)
+
+    @classmethod
+    def tf(
+        cls,
+        split: str = "train",
+        graph: bool = False,
+        *,
+        names: Sequence[str] | None = None,
+        weights: str | None = None,
+        **load_data_args: Any,
+    ) -> Any:
+        """``load_data(split, graph, ...)`` as a TensorFlow view.
+
+        Returns a :class:`pd4ml.adapters.tf.TfEvents`; ``.dataset(batch_size, shuffle=...)``
+        gives a streaming ``tf.data.Dataset`` of ``(inputs, labels, weights)``, with
+        ``original=True`` the original pd4ml's ``{"features", "adj_matrix"}`` inputs.
+        """
+        return cls.load_data(split, graph, **load_data_args).tf(names=names, weights=weights)
+
+    @classmethod
     def _statistics(
         cls, root: Path, version: DatasetVersion, params: Mapping[str, Any], settings: Settings
     ) -> dict[str, np.ndarray]:
@@ -506,20 +662,7 @@ class Dataset:
 
     @classmethod
     def _open_prepared(cls, directory: Path, max_events: int | None) -> PreparedData:
-        meta = read_json(directory / "meta.json")
-        if not isinstance(meta, dict):
-            raise ConversionError(f"{directory}/meta.json is missing or unreadable")
-        arrays: dict[str, np.ndarray] = {}
-        for name in meta["arrays"]:
-            array: np.ndarray = np.load(
-                directory / f"{name}.npy", mmap_mode="r", allow_pickle=False
-            )
-            arrays[name] = array[:max_events] if max_events is not None and array.ndim else array
-        if meta.get("synthetic"):
-            log.warning(
-                "%s %s is SYNTHETIC test data, not a real dataset", meta["dataset"], meta["split"]
-            )
-        return PreparedData(arrays, meta)
+        return open_prepared(directory, max_events)
 
     @classmethod
     def _split_directory(

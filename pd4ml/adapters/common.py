@@ -1,0 +1,254 @@
+"""Framework-free pieces shared by the adapters: batch reads, block shuffling, graph forms.
+
+Everything here is NumPy only; the PyTorch, PyTorch Geometric and TensorFlow adapters build on
+it. The unit of reading is a **batch**: rows of a prepared split read from the memory maps in
+one call, as one contiguous slice (unshuffled) or as a sorted row list drawn from a few
+contiguous blocks (shuffled), never one event per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pd4ml.graphs import decay_tree_dense, neighbours_to_dense
+
+if TYPE_CHECKING:
+    from pd4ml.datasets.base import PreparedData
+
+#: Prepared arrays that describe the detector, not an event: the same for every event.
+SHARED_ARRAYS = frozenset({"grid_neighbours", "grid_mask", "station_positions"})
+
+#: Arrays that are the graph of a prepared split, by graph kind.
+GRAPH_ARRAYS = {
+    "knn": ("neighbours", "neighbour_mask"),
+    "decay": ("edges", "edge_mask"),
+    "grid": ("grid_neighbours", "grid_mask"),
+}
+
+Rows = slice | np.ndarray
+
+
+def graph_kind(data: PreparedData) -> str | None:
+    """``"knn"`` (per-event neighbour lists), ``"decay"`` (mother–daughter edges), ``"grid"``
+    (one neighbourhood shared by all events) or ``None`` when the split has no graph."""
+    for kind, (indices, _) in GRAPH_ARRAYS.items():
+        if indices in data:
+            return kind
+    return None
+
+
+def batch_rows(
+    n_events: int,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_last: bool = False,
+    window: int = 8,
+) -> Iterator[Rows]:
+    """The rows of each batch of one epoch.
+
+    Unshuffled: consecutive slices ``[i, i + batch_size)``. Shuffled (block shuffling): the split
+    is cut into blocks of ``batch_size`` consecutive events, the blocks are visited in a random
+    order, and the events of ``window`` blocks at a time are pooled, permuted and dealt into
+    ``window`` batches. Each batch is returned as **sorted** row indices, so that it is read in
+    one ascending pass over at most ``window`` contiguous regions of the memory maps. The order
+    depends on ``(seed, epoch)`` only. At most one batch per epoch is short (``drop_last`` drops
+    it).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    if window < 1:
+        raise ValueError(f"window must be at least 1, not {window}")
+    if not shuffle:
+        for start in range(0, n_events, batch_size):
+            stop = min(start + batch_size, n_events)
+            if drop_last and stop - start < batch_size:
+                return
+            yield slice(start, stop)
+        return
+    generator = np.random.default_rng([seed, epoch])
+    n_blocks = -(-n_events // batch_size)
+    blocks = generator.permutation(n_blocks)
+    for first in range(0, n_blocks, window):
+        pooled = np.concatenate(
+            [
+                np.arange(block * batch_size, min((block + 1) * batch_size, n_events))
+                for block in blocks[first : first + window]
+            ]
+        )
+        generator.shuffle(pooled)
+        for start in range(0, len(pooled), batch_size):
+            rows = pooled[start : start + batch_size]
+            if drop_last and len(rows) < batch_size:
+                continue
+            yield np.sort(rows)
+
+
+def count_batches(n_events: int, batch_size: int, drop_last: bool) -> int:
+    """Number of batches :func:`batch_rows` yields per epoch."""
+    return n_events // batch_size if drop_last else -(-n_events // batch_size)
+
+
+class EventArrays:
+    """The per-event arrays of one prepared split, read a batch at a time.
+
+    Args:
+        data: a prepared split (:meth:`pd4ml.datasets.base.Dataset.load_data`).
+        names: the per-event arrays to read (default: all of them). ``labels`` and ``weights``
+            are always included.
+        weights: the name of the array used as the per-event sample weight (default:
+            ``weights`` when the split has it, else 1 for every event). HiggsML also offers
+            ``kaggle_weights``.
+
+    Batches are dicts of fresh (writable) NumPy arrays keyed by array name: ``labels`` is
+    int64 for classification and float32 for regression, ``weights`` float32 ``(batch,)``.
+    The object pickles by file path (worker processes reopen the memory maps instead of
+    copying them).
+    """
+
+    def __init__(
+        self, data: PreparedData, names: Sequence[str] | None = None, weights: str | None = None
+    ) -> None:
+        self.data = data
+        self.n_events = int(data.labels.shape[0])
+        per_event = [
+            name
+            for name in data.arrays
+            if name not in SHARED_ARRAYS and data[name].shape[:1] == (self.n_events,)
+        ]
+        if names is None:
+            chosen = [name for name in per_event if name != "weights"]
+        else:
+            unknown = [name for name in names if name not in per_event]
+            if unknown:
+                raise KeyError(
+                    f"no per-event array(s) {unknown} in this split; available: {per_event}"
+                )
+            chosen = [name for name in names if name not in ("labels", "weights")] + ["labels"]
+        if weights is not None and weights not in per_event:
+            raise KeyError(f"no weight array {weights!r}; per-event arrays: {per_event}")
+        if weights is None and "weights" in data:
+            weights = "weights"
+        self.weight_name = weights
+        self.names = tuple(chosen)
+        self.shared = {
+            name: np.asarray(data[name]) for name in data.arrays if name in SHARED_ARRAYS
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["data"] = _reopen_recipe(self.data)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from pd4ml.datasets.base import open_prepared
+
+        directory, max_events = state["data"]
+        state["data"] = open_prepared(Path(directory), max_events, quiet=True)
+        self.__dict__.update(state)
+
+    def __len__(self) -> int:
+        return self.n_events
+
+    def read(self, rows: Rows | int, copy: bool = True) -> dict[str, np.ndarray]:
+        """One batch (``rows`` a slice or sorted row indices) or one event (``rows`` an int).
+
+        With ``copy=False`` a slice gives read-only views of the memory maps (for consumers
+        that copy anyway, such as TensorFlow); otherwise every array is a fresh copy.
+        """
+        take = np.array if copy else np.asarray
+        batch = {name: take(self.data[name][rows]) for name in self.names}
+        labels = batch["labels"]
+        batch["labels"] = labels.astype(
+            np.int64 if np.issubdtype(labels.dtype, np.integer) else np.float32, copy=False
+        )
+        if self.weight_name is not None:
+            batch["weights"] = np.array(self.data[self.weight_name][rows], dtype=np.float32)
+        else:
+            batch["weights"] = np.ones(labels.shape, dtype=np.float32)
+        return batch
+
+
+def _reopen_recipe(data: PreparedData) -> tuple[str, int | None]:
+    if data.directory is None:
+        raise TypeError(
+            "this PreparedData was not opened from the cache and cannot be sent to worker "
+            "processes; use num_workers=0"
+        )
+    return str(data.directory), data.max_events
+
+
+def node_form(features: np.ndarray, kind: str | None) -> np.ndarray:
+    """Image features ``(n, C, H, W)`` of a grid graph as nodes ``(n, H·W, C)`` (a view when
+    possible); anything else unchanged."""
+    if kind == "grid" and features.ndim == 4:
+        n, channels, height, width = features.shape
+        return np.moveaxis(features.reshape(n, channels, height * width), 1, 2)
+    return features
+
+
+def dense_adjacency(data: PreparedData, rows: Rows) -> np.ndarray:
+    """The original pd4ml's dense adjacency of the events ``rows``: ``(n, P, P)`` int8.
+
+    * kNN graphs: ``A[i, j] = 1`` when j is among the k nearest neighbours of i, plus a
+      self-loop on every real node (the original's convention for TopTagging);
+    * decay trees: mother ↔ daughter, plus a self-loop on every particle with a mother;
+    * grids: the 8-connected neighbourhood, no self-loops, the same for every event (a
+      read-only broadcast view, no memory per event).
+    """
+    kind = graph_kind(data)
+    if "adjacency" in data:
+        return np.asarray(data["adjacency"][rows])
+    n_events = len(range(data.labels.shape[0])[rows]) if isinstance(rows, slice) else len(rows)
+    if kind == "knn":
+        return neighbours_to_dense(
+            np.asarray(data["neighbours"][rows]),
+            np.asarray(data["neighbour_mask"][rows]),
+            self_loops=True,
+        )
+    if kind == "decay":
+        edges = np.asarray(data["edges"][rows])
+        valid = np.asarray(data["edge_mask"][rows])
+        n_nodes = _node_count(data)
+        mothers = np.full((n_events, n_nodes), -1, dtype=np.int64)
+        event, slot = np.nonzero(valid)
+        mothers[event, edges[event, slot, 1]] = edges[event, slot, 0]
+        return decay_tree_dense(mothers)
+    if kind == "grid":
+        grid = grid_dense(data)
+        return np.broadcast_to(grid, (n_events, *grid.shape))
+    raise ValueError(
+        f"{data.metadata.get('dataset', 'this dataset')} {data.metadata.get('split', '')} has no "
+        "graph: load it with load_data(..., graph=True)"
+    )
+
+
+def grid_dense(data: PreparedData) -> np.ndarray:
+    """The shared grid adjacency ``(P, P)`` int8 (no self-loops)."""
+    neighbours = np.asarray(data["grid_neighbours"])
+    valid = np.asarray(data["grid_mask"])
+    dense: np.ndarray = neighbours_to_dense(neighbours[None], valid[None])[0]
+    return dense
+
+
+def _node_count(data: PreparedData) -> int:
+    for name in ("mask", "pdg", "features"):
+        if name in data and data[name].ndim >= 2:
+            return int(data[name].shape[1])
+    raise ValueError("cannot tell the number of nodes of this split")
+
+
+def original_inputs(data: PreparedData, rows: Rows, graph: bool) -> dict[str, Any]:
+    """The original pd4ml's input dict for ``rows``: ``{"features": [x]}`` without a graph,
+    ``{"features": x, "adj_matrix": A}`` with one (features in node form)."""
+    kind = graph_kind(data)
+    features = np.asarray(data["features"][rows])
+    if not graph:
+        return {"features": [features]}
+    return {"features": node_form(features, kind), "adj_matrix": dense_adjacency(data, rows)}

@@ -1,0 +1,158 @@
+"""TensorFlow view of a prepared split: a streaming ``tf.data.Dataset``.
+
+    from pd4ml import TopTagging
+    train = TopTagging.tf("train", graph=True).dataset(batch_size=1024, shuffle=True)
+    model.fit(train, epochs=10)        # elements: (inputs, labels, sample_weights)
+
+    # Keras models written against the original pd4ml (inputs named "features", "adj_matrix"):
+    train = TopTagging.tf("train", graph=True).dataset(batch_size=256, original=True)
+
+Batches are read from the memory maps one whole batch at a time (block shuffling, see
+:func:`pd4ml.adapters.common.batch_rows`) and prefetched; a split is never materialised.
+Elements are ``(inputs, labels, weights)``: ``inputs`` a dict of the per-event arrays other
+than labels and weights (or, with ``original=True``, ``{"features": x}`` and, for a graph,
+``"adj_matrix"`` — the dense ``(batch, P, P)`` adjacency built per batch from the sparse graph),
+``labels`` int64 (classification) or float32 (regression), ``weights`` float32 — the triple
+that ``keras.Model.fit`` takes as sample-weighted data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import tensorflow as tf
+
+from pd4ml.adapters.common import (
+    EventArrays,
+    Rows,
+    batch_rows,
+    count_batches,
+    dense_adjacency,
+    graph_kind,
+    node_form,
+)
+
+if TYPE_CHECKING:
+    from pd4ml.datasets.base import PreparedData
+
+Element = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]
+
+
+class TfEvents:
+    """One prepared split for TensorFlow.
+
+    Args:
+        data: the prepared split (``Dataset.load_data(...)``).
+        names: per-event arrays to serve (default: all; ``labels`` and ``weights`` always).
+        weights: the array used as weights (default ``weights`` where present, else 1).
+    """
+
+    def __init__(
+        self, data: PreparedData, names: Sequence[str] | None = None, weights: str | None = None
+    ) -> None:
+        self.data = data
+        self.events = EventArrays(data, names, weights)
+        self.graph = bool(data.metadata.get("params", {}).get("graph", False))
+
+    def __len__(self) -> int:
+        return self.events.n_events
+
+    def element(self, rows: Rows, original: bool = False, copy: bool = True) -> Element:
+        """The ``(inputs, labels, weights)`` NumPy arrays of the events ``rows``."""
+        batch = self.events.read(rows, copy=copy)
+        labels = batch.pop("labels")
+        weights = batch.pop("weights")
+        if not original:
+            return batch, labels, weights
+        kind = graph_kind(self.data)
+        inputs = {"features": np.ascontiguousarray(node_form(batch["features"], kind))}
+        if self.graph:
+            inputs["adj_matrix"] = np.ascontiguousarray(dense_adjacency(self.data, rows))
+        return inputs, labels, weights
+
+    def dataset(
+        self,
+        batch_size: int = 256,
+        shuffle: bool = False,
+        *,
+        seed: int = 0,
+        drop_last: bool = False,
+        window: int = 8,
+        original: bool = False,
+        prefetch: int | None = None,
+    ) -> tf.data.Dataset:
+        """A ``tf.data.Dataset`` of ``(inputs, labels, weights)`` batches.
+
+        Each pass over it is a new epoch with a new, seeded block-shuffled order when
+        ``shuffle`` is set. Batches are read by parallel calls (in order) and ``prefetch``
+        batches are read ahead (default ``tf.data.AUTOTUNE``). ``original=True`` gives the
+        original pd4ml's inputs (see the module docstring).
+        """
+        if original and self.graph and graph_kind(self.data) is None:
+            raise ValueError("this split has no graph to give as adj_matrix")
+        n_batches = count_batches(len(self), batch_size, drop_last)
+        epochs = iter(range(1 << 62))
+        plans: dict[int, list[Rows]] = {}
+
+        def next_epoch() -> Iterator[int]:
+            epoch = next(epochs)
+            for finished in [old for old in plans if old < epoch - 1]:
+                del plans[finished]  # keep the previous epoch for reads still in flight
+            plans[epoch] = list(
+                batch_rows(
+                    len(self),
+                    batch_size,
+                    shuffle=shuffle,
+                    seed=seed,
+                    epoch=epoch,
+                    drop_last=drop_last,
+                    window=window,
+                )
+            )
+            yield epoch
+
+        first_inputs, first_labels, first_weights = self.element(
+            slice(0, min(1, len(self))), original
+        )
+        names = list(first_inputs)
+        specs = [_spec(first_inputs[name]) for name in names]
+        specs += [_spec(first_labels), _spec(first_weights)]
+
+        def read(epoch: np.int64, index: np.int64) -> list[np.ndarray]:
+            rows = plans[int(epoch)][int(index)]
+            inputs, labels, weights = self.element(rows, original, copy=False)
+            return [*(inputs[name] for name in names), labels, weights]
+
+        def load(epoch: tf.Tensor, index: tf.Tensor) -> tuple[Any, Any, Any]:
+            values = tf.numpy_function(
+                read, [epoch, index], [spec.dtype for spec in specs], stateful=False
+            )
+            for value, spec in zip(values, specs, strict=True):
+                value.set_shape(spec.shape)
+            inputs = dict(zip(names, values[: len(names)], strict=True))
+            return inputs, values[-2], values[-1]
+
+        # one generator call per pass (a new epoch number), then the batch numbers in-graph
+        indices = tf.data.Dataset.from_generator(
+            next_epoch, output_signature=tf.TensorSpec(shape=(), dtype=tf.int64)
+        ).flat_map(lambda epoch: tf.data.Dataset.range(n_batches).map(lambda index: (epoch, index)))
+        dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))
+        return dataset.prefetch(tf.data.AUTOTUNE if prefetch is None else prefetch)
+
+
+def _spec(value: np.ndarray) -> tf.TensorSpec:
+    return tf.TensorSpec(shape=(None, *value.shape[1:]), dtype=tf.as_dtype(value.dtype))
+
+
+def keras_inputs(view: TfEvents, original: bool = False) -> dict[str, Any]:
+    """``keras.Input`` layers matching :meth:`TfEvents.dataset` inputs, by name."""
+    import keras
+
+    batch, _, _ = view.element(slice(0, min(1, len(view))), original)
+    return {
+        name: keras.Input(shape=value.shape[1:], dtype=str(value.dtype), name=name)
+        for name, value in batch.items()
+    }

@@ -1,0 +1,153 @@
+"""PyTorch view of a prepared split: dicts of tensors, read a whole batch at a time.
+
+    from pd4ml import TopTagging
+    events = TopTagging.torch("train", graph=True)          # a torch.utils.data.Dataset
+    for batch in events.loader(batch_size=1024, shuffle=True, num_workers=2, pin_memory=True):
+        x, mask, label, weight = batch["features"], batch["mask"], batch["labels"], batch["weights"]
+
+``events[i]`` is one event, ``events[a:b]`` (or a sorted row array) one batch read from the
+memory maps in one call. :meth:`TorchEvents.loader` hands whole batches to the ``DataLoader``
+(block shuffling, see :func:`pd4ml.adapters.common.batch_rows`), so a batch costs one read, not
+``batch_size`` Python calls. A plain ``DataLoader(events, batch_size=...)`` also works (one
+event per call, the default collation).
+
+Tensors share the dtypes of the prepared arrays (float32 inputs, bool masks, int32 neighbour
+indices), except ``labels`` (int64 for classification, float32 for regression) and ``weights``
+(float32; 1 where the dataset has no weights). Nothing is specific to a device: move a batch
+with ``.to(device)`` (with ``pin_memory=True`` for asynchronous copies to CUDA).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from pd4ml.adapters.common import EventArrays, Rows, batch_rows, count_batches
+
+if TYPE_CHECKING:
+    from pd4ml.datasets.base import PreparedData
+
+
+class BlockBatchSampler(Sampler[Rows]):
+    """Yields the rows of whole batches (a slice or sorted row indices) for one epoch.
+
+    Every new iteration is a new epoch with its own order (seeded by ``seed`` and the epoch
+    number); :meth:`set_epoch` sets the epoch explicitly (e.g. for resumed training).
+    """
+
+    def __init__(
+        self,
+        n_events: int,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        window: int = 8,
+    ) -> None:
+        self.n_events = n_events
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.window = window
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of epoch ``epoch`` on the next iteration."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[Rows]:
+        epoch = self.epoch
+        self.epoch += 1
+        return batch_rows(
+            self.n_events,
+            self.batch_size,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=epoch,
+            drop_last=self.drop_last,
+            window=self.window,
+        )
+
+    def __len__(self) -> int:
+        return count_batches(self.n_events, self.batch_size, self.drop_last)
+
+
+class TorchEvents(Dataset[dict[str, torch.Tensor]]):
+    """A ``torch.utils.data.Dataset`` over the memory maps of one prepared split.
+
+    Args:
+        data: the prepared split (``Dataset.load_data(...)``).
+        names: per-event arrays to serve (default: all; ``labels`` and ``weights`` always).
+        weights: the array used as ``weights`` (default ``weights`` where present, else 1).
+    """
+
+    def __init__(
+        self, data: PreparedData, names: Sequence[str] | None = None, weights: str | None = None
+    ) -> None:
+        self.events = EventArrays(data, names, weights)
+
+    def __len__(self) -> int:
+        return self.events.n_events
+
+    def __getitem__(self, index: int | slice | np.ndarray) -> dict[str, torch.Tensor]:
+        """One event (``int``, tensors without the batch axis) or one batch (slice, rows)."""
+        if isinstance(index, (int, np.integer)):
+            position = int(index)
+            if not -self.events.n_events <= position < self.events.n_events:
+                raise IndexError(f"event {position} out of range for {self.events.n_events}")
+            return _tensors(self.events.read(position % self.events.n_events))
+        return _tensors(self.events.read(index))
+
+    @property
+    def shared(self) -> dict[str, torch.Tensor]:
+        """Arrays that are the same for every event (grid neighbours, station positions)."""
+        return {
+            name: torch.from_numpy(np.array(value)) for name, value in self.events.shared.items()
+        }
+
+    def loader(
+        self,
+        batch_size: int = 256,
+        shuffle: bool = False,
+        *,
+        seed: int = 0,
+        drop_last: bool = False,
+        window: int = 8,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+    ) -> DataLoader[Any]:
+        """A ``DataLoader`` of whole batches, each read from the memory maps in one call.
+
+        ``shuffle`` shuffles by blocks (``window`` blocks of ``batch_size`` events are pooled
+        and dealt into batches; see :func:`pd4ml.adapters.common.batch_rows`); each iteration
+        of the loader is a new epoch with a new, seeded order. ``num_workers`` processes read
+        batches in parallel (each reopens the memory maps; nothing is copied to them);
+        ``pin_memory`` pins the batches for asynchronous copies to CUDA.
+        """
+        sampler = BlockBatchSampler(
+            len(self), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, window=window
+        )
+        return DataLoader(
+            self,
+            batch_size=None,
+            sampler=sampler,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            prefetch_factor=prefetch_factor,
+            persistent_workers=persistent_workers and num_workers > 0,
+        )
+
+
+def _tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {
+        name: torch.from_numpy(value if value.flags.c_contiguous else np.ascontiguousarray(value))
+        for name, value in batch.items()
+    }

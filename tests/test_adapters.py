@@ -1,0 +1,506 @@
+"""The PyTorch, PyTorch Geometric and TensorFlow adapters on every dataset (synthetic files
+served by the loopback archive server, through the real download → convert → prepare path)."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pd4ml import (
+    EOS,
+    Airshower,
+    CaliceAHCAL,
+    HiggsML,
+    ILDPhotonShowers,
+    SmartBKG,
+    Spinodal,
+    TopTagging,
+)
+from pd4ml.adapters.common import batch_rows, count_batches, dense_adjacency
+from pd4ml.config import Settings
+from pd4ml.datasets.base import Dataset, PreparedData
+from pd4ml.graphs import decay_tree_dense, grid_neighbours, neighbours_to_dense
+from pd4ml.testing import ArchiveServer
+from pd4ml.testing.synthetic import (
+    synthetic_variant,
+    write_ahcal_npz,
+    write_airshower_npz,
+    write_higgsml_csv,
+    write_pd4ml_image_npz,
+    write_photon_showers_hdf5,
+    write_smartbkg_npz,
+    write_top_tagging_h5,
+)
+from tests.conftest import FAST_RETRY
+
+torch = pytest.importorskip("torch", reason="the torch extra is not installed")
+
+
+@dataclass(frozen=True)
+class Case:
+    dataset: type[Dataset]
+    key: str
+    write: Callable[[Path], Path]
+    template_version: str | None = None
+    kind: str = "zenodo"
+    params: dict[str, Any] = field(default_factory=dict)
+    graph: bool = True
+
+
+CASES: dict[str, Case] = {
+    "top_tagging": Case(
+        TopTagging,
+        "train.h5",
+        lambda path: write_top_tagging_h5(path, 260, seed=2),
+        params={"n_constituents": 40, "k": 5},
+    ),
+    "smartbkg": Case(
+        SmartBKG,
+        "6_belle_selective_400k.npz",
+        lambda path: write_smartbkg_npz(path, n_train=300, n_test=60, seed=3),
+        "pd4ml-2021",
+    ),
+    "spinodal": Case(
+        Spinodal,
+        "2_spinodal_29k.npz",
+        lambda path: write_pd4ml_image_npz(path, "spinodal", 250, 40, seed=4),
+        "pd4ml-2021",
+    ),
+    "eos": Case(
+        EOS,
+        "3_EOSL_or_EOSQ_180k.npz",
+        lambda path: write_pd4ml_image_npz(path, "eos", 250, 40, seed=5),
+        "pd4ml-2021",
+        params={"form": "nodes"},
+    ),
+    "airshower": Case(
+        Airshower,
+        "4_airshower_100k_regression.npz",
+        lambda path: write_airshower_npz(path, 200, 40, seed=6),
+        "pd4ml-2021",
+    ),
+    "calice_ahcal": Case(
+        CaliceAHCAL,
+        "ahcal_pions_sps2018.npz",
+        lambda path: write_ahcal_npz(path, 120, seed=7),
+        "sps-2018-numpy",
+    ),
+    "higgsml": Case(
+        HiggsML,
+        "atlas-higgs-challenge-2014-v2.csv.gz",
+        lambda path: write_higgsml_csv(path, 3000, seed=8),
+        kind="cernopendata",
+        graph=False,
+    ),
+    "ild_photon_showers": Case(
+        ILDPhotonShowers,
+        "photons.hdf5",
+        lambda path: write_photon_showers_hdf5(path, 300, seed=9),
+        graph=False,
+    ),
+}
+GRAPH_CASES = [name for name, case in CASES.items() if case.graph]
+BATCH = 32
+
+
+class World:
+    """One archive server and cache for the module; each dataset is prepared once."""
+
+    def __init__(self, root: Path, server: ArchiveServer) -> None:
+        self.root = root
+        self.server = server
+        self.settings = Settings(data_dir=root / "cache", retry=FAST_RETRY, progress="off")
+        self.variants: dict[str, type[Dataset]] = {}
+        self.prepared: dict[tuple[str, bool], PreparedData] = {}
+
+    def variant(self, name: str) -> type[Dataset]:
+        if name not in self.variants:
+            case = CASES[name]
+            path = case.write(self.root / name / case.key)
+            record = 7000 + len(self.variants)
+            if case.kind == "cernopendata":
+                self.server.add_cernopendata_record(
+                    record, {case.key: path}, eos_directory="/eos/opendata/test"
+                )
+            else:
+                self.server.add_zenodo_record(record, {case.key: path})
+            self.variants[name] = synthetic_variant(
+                case.dataset,
+                self.server.url,
+                record,
+                {case.key: path},
+                template_version=case.template_version,
+                kind=case.kind,
+            )
+        return self.variants[name]
+
+    def data(self, name: str, graph: bool | None = None) -> PreparedData:
+        case = CASES[name]
+        graph = case.graph if graph is None else graph
+        if (name, graph) not in self.prepared:
+            self.prepared[name, graph] = self.variant(name).load_data(
+                "train", graph, settings=self.settings, **case.params
+            )
+        return self.prepared[name, graph]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with ArchiveServer() as server:
+        yield World(tmp_path_factory.mktemp("adapters"), server)
+
+
+def expected_batch(data: PreparedData, rows: slice | np.ndarray) -> dict[str, np.ndarray]:
+    """What a batch must hold: the same rows of every per-event array of ``load_data``."""
+    n = data.n_events
+    names = [
+        name
+        for name in data.arrays
+        if data[name].shape[:1] == (n,)
+        and name not in ("grid_neighbours", "grid_mask", "station_positions", "weights")
+    ]
+    batch = {name: np.asarray(data[name][rows]) for name in names}
+    weights = data.weights
+    batch["weights"] = (
+        np.ones(len(batch["labels"]), dtype=np.float32)
+        if weights is None
+        else np.asarray(weights[rows], dtype=np.float32)
+    )
+    return batch
+
+
+def check_batch(got: dict[str, Any], expected: dict[str, np.ndarray], regression: bool) -> None:
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        array = np.asarray(got[name])
+        assert array.shape == value.shape, name
+        if name == "labels":
+            assert array.dtype == (np.float32 if regression else np.int64)
+            np.testing.assert_array_equal(array, value.astype(array.dtype))
+        elif name == "weights":
+            assert array.dtype == np.float32
+            np.testing.assert_array_equal(array, value)
+        else:
+            assert array.dtype == value.dtype, name
+            np.testing.assert_array_equal(array, value, err_msg=name)
+
+
+def is_regression(dataset: type[Dataset]) -> bool:
+    return dataset.manifest().task == "regression"
+
+
+# -- block shuffling -----------------------------------------------------------------------------
+
+
+def test_batch_rows_unshuffled_are_consecutive_slices() -> None:
+    assert list(batch_rows(10, 4)) == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert list(batch_rows(10, 4, drop_last=True)) == [slice(0, 4), slice(4, 8)]
+    assert count_batches(10, 4, False) == 3 and count_batches(10, 4, True) == 2
+
+
+def test_block_shuffling_covers_each_event_once_in_few_blocks() -> None:
+    n, size, window = 1000, 32, 4
+    epoch0 = list(batch_rows(n, size, shuffle=True, seed=1, epoch=0, window=window))
+    rows = np.concatenate(epoch0)
+    assert sorted(rows.tolist()) == list(range(n))
+    assert len(epoch0) == count_batches(n, size, False)
+    assert sum(len(batch) < size for batch in epoch0) == 1
+    for batch in epoch0:
+        assert np.all(np.diff(batch) > 0)  # sorted: one ascending pass over the memory map
+        assert len(np.unique(batch // size)) <= window  # drawn from at most `window` blocks
+    assert not np.array_equal(rows, np.arange(n))
+    again = list(batch_rows(n, size, shuffle=True, seed=1, epoch=0, window=window))
+    assert all(np.array_equal(a, b) for a, b in zip(epoch0, again, strict=True))
+    epoch1 = np.concatenate(list(batch_rows(n, size, shuffle=True, seed=1, epoch=1)))
+    assert not np.array_equal(rows, epoch1)
+    dropped = list(batch_rows(n, size, shuffle=True, seed=1, drop_last=True))
+    assert all(len(batch) == size for batch in dropped) and len(dropped) == n // size
+    with pytest.raises(ValueError, match="batch_size"):
+        list(batch_rows(n, 0))
+
+
+# -- PyTorch ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_torch_batches_equal_load_data_slices(world: World, name: str) -> None:
+    data = world.data(name)
+    events = data.torch()
+    regression = is_regression(CASES[name].dataset)
+    assert len(events) == data.n_events
+    loader = events.loader(batch_size=BATCH)
+    batches = list(loader)
+    assert len(batches) == len(loader) == -(-data.n_events // BATCH)
+    for index, batch in enumerate(batches[:2]):
+        assert all(isinstance(value, torch.Tensor) for value in batch.values())
+        rows = slice(index * BATCH, (index + 1) * BATCH)
+        check_batch(
+            {key: value.numpy() for key, value in batch.items()},
+            expected_batch(data, rows),
+            regression,
+        )
+    one = events[3]
+    check_batch(
+        {key: value.numpy() for key, value in one.items()},
+        {key: value[0] for key, value in expected_batch(data, slice(3, 4)).items()},
+        regression,
+    )
+    # the class-level shortcut gives the same view
+    shortcut = world.variant(name).torch(
+        "train", CASES[name].graph, settings=world.settings, **CASES[name].params
+    )
+    assert torch.equal(shortcut[0:5]["features"], events[0:5]["features"])
+
+
+def test_torch_shuffled_loader_reads_the_rows_it_claims(world: World) -> None:
+    data = world.data("top_tagging")
+    loader = data.torch().loader(batch_size=BATCH, shuffle=True, seed=3)
+    first = list(loader)
+    second = list(loader)  # a new epoch, a new order
+    expected_rows = list(batch_rows(data.n_events, BATCH, shuffle=True, seed=3, epoch=0))
+    for batch, rows in zip(first, expected_rows, strict=True):
+        check_batch(
+            {key: value.numpy() for key, value in batch.items()},
+            expected_batch(data, rows),
+            False,
+        )
+    assert not torch.equal(first[0]["features"], second[0]["features"])
+    assert sum(len(batch["labels"]) for batch in second) == data.n_events
+
+
+def test_torch_workers_reopen_the_memory_maps(world: World) -> None:
+    data = world.data("top_tagging")
+    events = data.torch()
+    state = pickle.dumps(events.events)
+    assert len(state) < 20_000  # file paths, not the arrays
+    revived = pickle.loads(state)
+    np.testing.assert_array_equal(revived.read(slice(0, 7))["features"], data.features[:7])
+    serial = [batch["features"] for batch in events.loader(batch_size=BATCH)]
+    parallel = [batch["features"] for batch in events.loader(batch_size=BATCH, num_workers=2)]
+    assert all(torch.equal(a, b) for a, b in zip(serial, parallel, strict=True))
+
+
+def test_torch_selects_arrays_and_weights(world: World) -> None:
+    data = world.data("higgsml")
+    events = data.torch(names=["features"], weights="kaggle_weights")
+    batch = events[0:10]
+    assert set(batch) == {"features", "labels", "weights"}
+    np.testing.assert_allclose(batch["weights"].numpy(), data["kaggle_weights"][:10])
+    with pytest.raises(KeyError, match="no per-event array"):
+        data.torch(names=["nonsense"])
+    with pytest.raises(IndexError):
+        events[data.n_events]
+
+
+def test_plain_dataloader_collates_single_events(world: World) -> None:
+    data = world.data("spinodal")
+    loader = torch.utils.data.DataLoader(data.torch(), batch_size=8)
+    batch = next(iter(loader))
+    np.testing.assert_array_equal(batch["features"].numpy(), data.features[:8])
+
+
+def test_max_events_keeps_shared_arrays_whole(world: World) -> None:
+    variant = world.variant("airshower")
+    data = variant.load_data("train", True, max_events=10, settings=world.settings)
+    assert data.n_events == 10
+    assert data["grid_neighbours"].shape == (81, 8)
+    assert data["station_positions"].shape == (81, 3)
+
+
+# -- PyTorch Geometric -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", GRAPH_CASES)
+def test_pyg_edge_index_matches_the_sparse_graph_and_gcn_runs(world: World, name: str) -> None:
+    pytest.importorskip("torch_geometric", reason="the geometric extra is not installed")
+    from torch_geometric.nn import GCNConv
+
+    data = world.data(name)
+    graphs = data.pyg()
+    assert len(graphs) == data.n_events
+    regression = is_regression(CASES[name].dataset)
+    for event in (0, 5):
+        graph = graphs[event]
+        edges = set(map(tuple, graph.edge_index.numpy().T.tolist()))
+        assert edges == expected_edges(data, event), name
+        assert graph.x.dtype == torch.float32 and graph.x.shape[0] == graph.num_nodes
+        assert graph.edge_index.dtype == torch.int64
+        assert int(graph.edge_index.max()) < graph.num_nodes
+        assert graph.y.dtype == (torch.float32 if regression else torch.int64)
+        np.testing.assert_array_equal(graph.y.numpy(), [data.labels[event]])
+        assert graph.weight.shape == (1,)
+        assert graph.pos is not None and graph.pos.shape[0] == graph.num_nodes
+    if "grid_neighbours" in data:
+        assert graphs[0].edge_index is graphs[1].edge_index  # one shared grid edge_index
+    batch = next(iter(graphs.loader(batch_size=16, shuffle=True)))
+    assert batch.num_graphs == 16 and batch.y.shape == (16,) and batch.weight.shape == (16,)
+    out = GCNConv(batch.x.shape[1], 8)(batch.x, batch.edge_index)
+    assert out.shape == (batch.num_nodes, 8) and torch.isfinite(out).all()
+
+    from torch_geometric.loader import DataLoader as PygLoader
+
+    pyg_batch = next(iter(PygLoader(graphs, batch_size=4)))
+    assert pyg_batch.num_graphs == 4
+    assert torch.equal(pyg_batch.y, graphs.loader(batch_size=4).__iter__().__next__().y)
+
+
+def expected_edges(data: PreparedData, event: int) -> set[tuple[int, int]]:
+    """Edges (source, target) computed straight from the prepared sparse arrays."""
+    if "neighbours" in data:
+        neighbours, valid = data["neighbours"][event], data["neighbour_mask"][event]
+        return {
+            (int(neighbours[i, s]), i)
+            for i in range(neighbours.shape[0])
+            for s in range(neighbours.shape[1])
+            if valid[i, s]
+        }
+    if "edges" in data:
+        pairs = data["edges"][event][data["edge_mask"][event]]
+        return {(int(m), int(d)) for m, d in pairs} | {(int(d), int(m)) for m, d in pairs}
+    neighbours, valid = data["grid_neighbours"], data["grid_mask"]
+    return {
+        (int(neighbours[i, s]), i)
+        for i in range(neighbours.shape[0])
+        for s in range(neighbours.shape[1])
+        if valid[i, s]
+    }
+
+
+@pytest.mark.parametrize("name", ["higgsml", "ild_photon_showers"])
+def test_pyg_refuses_datasets_without_a_graph(world: World, name: str) -> None:
+    pytest.importorskip("torch_geometric", reason="the geometric extra is not installed")
+    with pytest.raises(ValueError, match="no graph"):
+        world.data(name).pyg()
+
+
+# -- original pd4ml convention ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", GRAPH_CASES)
+def test_original_load_data_convention(world: World, name: str) -> None:
+    data = world.data(name)
+    X, y = data
+    assert set(X) == {"features", "adj_matrix"}
+    np.testing.assert_array_equal(y, data.labels)
+    features, adjacency = X["features"], X["adj_matrix"]
+    assert features.ndim == 3 and adjacency.dtype == np.int8
+    assert adjacency.shape == (data.n_events, features.shape[1], features.shape[1])
+    event = 4
+    if "neighbours" in data:
+        reference = neighbours_to_dense(
+            data["neighbours"][event : event + 1], data["neighbour_mask"][event : event + 1], True
+        )[0]
+    elif "edges" in data:
+        mothers = np.full(adjacency.shape[1], -1)
+        for mother, daughter in data["edges"][event][data["edge_mask"][event]]:
+            mothers[daughter] = mother
+        reference = decay_tree_dense(mothers[None])[0]
+    else:
+        side = round(np.sqrt(adjacency.shape[1]))
+        neighbours, valid = grid_neighbours(side, side)
+        reference = neighbours_to_dense(neighbours[None], valid[None])[0]
+    np.testing.assert_array_equal(adjacency[event], reference)
+    np.testing.assert_array_equal(dense_adjacency(data, slice(event, event + 1))[0], reference)
+    plain, labels = world.data(name, graph=False)
+    assert isinstance(plain["features"], list) and len(plain["features"]) == 1
+    np.testing.assert_array_equal(labels, data.labels)
+
+
+def test_original_dense_adjacency_is_stored_once_and_memory_mapped(world: World) -> None:
+    data = world.data("top_tagging")
+    first = data.adjacency()
+    assert isinstance(first, np.memmap)
+    assert data.directory is not None and (data.directory / "adj_matrix.npy").is_file()
+    again = world.variant("top_tagging").load_data(
+        "train", True, max_events=7, settings=world.settings, **CASES["top_tagging"].params
+    )
+    X, _ = again
+    assert X["adj_matrix"].shape[0] == 7
+    np.testing.assert_array_equal(X["adj_matrix"], first[:7])
+
+
+# -- TensorFlow -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tf() -> Any:
+    return pytest.importorskip("tensorflow", reason="the tf extra is not installed")
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_tf_batches_equal_load_data_slices(world: World, tf: Any, name: str) -> None:
+    data = world.data(name)
+    dataset = data.tf().dataset(batch_size=BATCH)
+    assert int(dataset.cardinality()) == -(-data.n_events // BATCH)
+    regression = is_regression(CASES[name].dataset)
+    for index, (inputs, labels, weights) in enumerate(dataset.take(2)):
+        got = {key: value.numpy() for key, value in inputs.items()}
+        got["labels"], got["weights"] = labels.numpy(), weights.numpy()
+        rows = slice(index * BATCH, (index + 1) * BATCH)
+        check_batch(got, expected_batch(data, rows), regression)
+
+
+@pytest.mark.parametrize("name", ["top_tagging", "smartbkg", "spinodal"])
+def test_tf_original_inputs(world: World, tf: Any, name: str) -> None:
+    data = world.data(name)
+    inputs, labels, _ = next(iter(data.tf().dataset(batch_size=8, original=True)))
+    X, y = data
+    assert set(inputs) == {"features", "adj_matrix"}
+    np.testing.assert_array_equal(inputs["features"].numpy(), X["features"][:8])
+    np.testing.assert_array_equal(inputs["adj_matrix"].numpy(), X["adj_matrix"][:8])
+    np.testing.assert_array_equal(labels.numpy(), y[:8])
+
+
+def test_tf_shuffled_epochs_cover_the_split(world: World, tf: Any) -> None:
+    data = world.data("top_tagging")
+    dataset = data.tf(names=["labels"]).dataset(batch_size=BATCH, shuffle=True, seed=5)
+    first = np.concatenate([labels.numpy() for _, labels, _ in dataset])
+    second = np.concatenate([labels.numpy() for _, labels, _ in dataset])
+    assert sorted(first.tolist()) == sorted(np.asarray(data.labels).tolist())
+    assert len(second) == data.n_events
+
+
+def test_keras_two_layer_model_fits_one_epoch(world: World, tf: Any) -> None:
+    import keras
+
+    from pd4ml.adapters.tf import keras_inputs
+
+    data = world.data("top_tagging")
+    view = data.tf(names=["features", "mask"])
+    inputs = keras_inputs(view)
+    flat = keras.layers.Flatten()(inputs["features"])
+    hidden = keras.layers.Dense(16, activation="relu")(flat)
+    output = keras.layers.Dense(1, activation="sigmoid")(hidden)
+    model = keras.Model(inputs=inputs, outputs=output)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    train = view.dataset(batch_size=BATCH, shuffle=True)
+    history = model.fit(train, epochs=1, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"][0])
+    keras.backend.clear_session()
+
+
+def test_keras_model_written_for_the_original_inputs(world: World, tf: Any) -> None:
+    import keras
+
+    data = world.data("spinodal")
+    n_nodes = 400
+    features = keras.Input(shape=(n_nodes, 1), name="features")
+    adjacency = keras.Input(shape=(n_nodes, n_nodes), name="adj_matrix", dtype="int8")
+    mixed = keras.layers.Lambda(
+        lambda pair: tf.matmul(tf.cast(pair[1], tf.float32), pair[0]),
+        output_shape=(n_nodes, 1),
+    )([features, adjacency])
+    pooled = keras.layers.GlobalAveragePooling1D()(mixed)
+    output = keras.layers.Dense(1, activation="sigmoid")(pooled)
+    model = keras.Model(inputs={"features": features, "adj_matrix": adjacency}, outputs=output)
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    train = data.tf().dataset(batch_size=BATCH, original=True)
+    history = model.fit(train, epochs=1, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"][0])
+    keras.backend.clear_session()
