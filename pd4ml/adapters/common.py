@@ -162,17 +162,25 @@ class EventArrays:
         With ``copy=False`` a slice gives read-only views of the memory maps (for consumers
         that copy anyway, such as TensorFlow); otherwise every array is a fresh copy.
         """
-        take = np.array if copy else np.asarray
-        batch = {name: take(self.data[name][rows]) for name in self.names}
+        batch = {name: _rows_of(self.data[name], rows, copy) for name in self.names}
         labels = batch["labels"]
         batch["labels"] = labels.astype(
             np.int64 if np.issubdtype(labels.dtype, np.integer) else np.float32, copy=False
         )
         if self.weight_name is not None:
-            batch["weights"] = np.array(self.data[self.weight_name][rows], dtype=np.float32)
+            weights = _rows_of(self.data[self.weight_name], rows, False)
+            batch["weights"] = np.array(weights, dtype=np.float32)
         else:
             batch["weights"] = np.ones(labels.shape, dtype=np.float32)
         return batch
+
+
+def _rows_of(array: np.ndarray, rows: Rows | int, copy: bool) -> np.ndarray:
+    """``array[rows]`` as a plain ndarray: a view or copy of a slice, a gather of row indices
+    (``np.take``: one block copy per row, about twice as fast as fancy indexing here)."""
+    if isinstance(rows, np.ndarray):
+        return np.asarray(np.take(array, rows, axis=0))
+    return np.array(array[rows]) if copy else np.asarray(array[rows])
 
 
 def _reopen_recipe(data: PreparedData) -> tuple[str, int | None]:

@@ -153,9 +153,6 @@ class PreparedData:
             yield {"features": [self.features]}
         yield self.labels
 
-    def __len__(self) -> int:
-        return 2
-
     def keys(self) -> list[str]:
         """The array names."""
         return list(self.arrays)
