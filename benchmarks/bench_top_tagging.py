@@ -7,8 +7,10 @@
    ``(N, 200, 4)`` array and written to memory-mapped outputs, chunk by chunk — the code path
    of ``TopTagging.load_data(graph=True)`` — in jets/s and peak RSS, next to a straightforward
    per-jet NumPy implementation (a Python loop over jets, full distance matrix, argsort)
-   measured in the same run on a subset. Each measurement runs in its own process so that its
-   peak RSS is its own.
+   measured in the same run on a subset. Also, in the same run: the compiled computation alone
+   (the same chunks into reused buffers, no files), and the time to write the same number of
+   output bytes to a new file (the page-cache write floor of the machine). Each measurement runs
+   in its own process so that its peak RSS is its own.
 2. **Warm load**: a synthetic file in the official layout (pandas HDF5, ``table``) with N jets
    is downloaded from the loopback server and converted once (cold, timed), then
    ``load("train")`` is timed in a fresh process (warm), with its peak RSS.
@@ -64,6 +66,44 @@ PREPARE = textwrap.dedent(
     started = time.perf_counter()
     prepare_arrays(constituents, labels, ArrayWriter(Path(sys.argv[2])), "train", 100, 7, True)
     _result = {"seconds": time.perf_counter() - started, "jets": len(constituents)}
+    """
+)
+
+COMPUTE = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from pd4ml._kernels import top_features_knn_kernel
+    from pd4ml.graphs import index_dtype
+    from pd4ml.npyio import release_rows
+    constituents = np.load(sys.argv[1], mmap_mode="r")
+    chunk = 5000
+    kernel = top_features_knn_kernel(7)
+    buffers = [np.empty((chunk, 100, 7), np.float32), np.empty((chunk, 100), np.bool_),
+               np.empty((chunk, 100, 7), index_dtype(100)), np.empty((chunk, 100, 7), np.bool_)]
+    kernel(np.ascontiguousarray(constituents[:chunk]), 100, *buffers)  # compile / load the cache
+    started = time.perf_counter()
+    for start in range(0, len(constituents), chunk):
+        block = np.ascontiguousarray(constituents[start : start + chunk])
+        kernel(block, 100, *[buffer[: len(block)] for buffer in buffers])
+        release_rows(constituents, start, start + len(block))
+    _result = {"seconds": time.perf_counter() - started, "jets": len(constituents)}
+    """
+)
+
+WRITE = textwrap.dedent(
+    """
+    import os, sys, time
+    import numpy as np
+    n_bytes, path = int(sys.argv[1]), sys.argv[2]
+    block = np.ones(8 << 20, dtype=np.uint8)
+    started = time.perf_counter()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    written = 0
+    while written < n_bytes:
+        written += os.write(descriptor, block[: min(len(block), n_bytes - written)])
+    os.close(descriptor)
+    _result = {"seconds": time.perf_counter() - started, "bytes": written}
     """
 )
 
@@ -162,20 +202,37 @@ def main() -> int:
         source = root / "constituents.npy"
         tiled_constituents(args.prepare_jets, source)
         prepared = run_child(PREPARE, str(source), str(root / "prepared"))
+        output_bytes = sum(path.stat().st_size for path in (root / "prepared").rglob("*.npy"))
+        output_bytes -= sum(path.stat().st_size for path in (root / "prepared/warm").rglob("*.npy"))
+        compute = run_child(COMPUTE, str(source))
+        write = run_child(WRITE, str(output_bytes), str(root / "write-test.bin"))
+        (root / "write-test.bin").unlink()
         baseline = run_child(BASELINE, str(source), str(args.baseline_jets))
         rate = prepared["jets"] / prepared["seconds"]
+        compute_rate = compute["jets"] / compute["seconds"]
+        write_rate = prepared["jets"] / write["seconds"]
         baseline_rate = baseline["jets"] / baseline["seconds"]
         input_mb = source.stat().st_size / 1e6
         print(
-            f"features + kNN (k=7, 100 constituents), {prepared['jets']} jets, input {input_mb:.0f} MB:"
+            f"features + kNN (k=7, 100 constituents), {prepared['jets']} jets, input {input_mb:.0f} MB, "
+            f"output {output_bytes / 1e6:.0f} MB:"
         )
         print(
-            f"  pd4ml (chunked, vectorised/compiled): {rate:10.0f} jets/s   peak RSS {prepared['peak_rss_mb']:.0f} MB"
+            f"  pd4ml, memory map -> .npy files:      {rate:10.0f} jets/s   peak RSS {prepared['peak_rss_mb']:.0f} MB"
+        )
+        print(
+            f"  pd4ml, compute only (no file output): {compute_rate:10.0f} jets/s   peak RSS {compute['peak_rss_mb']:.0f} MB"
+        )
+        print(
+            f"  writing the output bytes alone:       {write_rate:10.0f} jets/s   ({output_bytes / write['seconds'] / 1e9:.2f} GB/s, page cache)"
         )
         print(
             f"  per-jet NumPy loop ({baseline['jets']} jets):     {baseline_rate:10.0f} jets/s   peak RSS {baseline['peak_rss_mb']:.0f} MB"
         )
-        print(f"  speed-up: {rate / baseline_rate:.1f}x   (target: >= 100,000 jets/s on 2 cores)")
+        print(
+            f"  speed-up over the loop: {rate / baseline_rate:.1f}x end to end, {compute_rate / baseline_rate:.1f}x compute"
+            "   (target: >= 100,000 jets/s on 2 cores)"
+        )
         source.unlink()
 
         from pd4ml import TopTagging

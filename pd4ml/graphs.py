@@ -41,21 +41,22 @@ def knn_neighbours(
         valid entries. Rows of padded nodes are all invalid.
     """
     n_events, n_nodes = mask.shape
-    neighbours = np.full((n_events, n_nodes, k), -1, dtype=np.int32)
-    valid = np.zeros((n_events, n_nodes, k), dtype=bool)
     counts = mask.sum(axis=1)
     leading = bool(np.array_equal(mask, np.arange(n_nodes)[None, :] < counts[:, None]))
     two_dimensional = points.shape[-1] == 2
-    kernel = _compiled_knn() if leading and two_dimensional and k > 0 else None
-    if kernel is not None:
+    kernel = _compiled_knn(k) if leading and two_dimensional and k > 0 else None
+    if kernel is not None:  # writes every element
+        neighbours = np.empty((n_events, n_nodes, k), dtype=np.int32)
+        valid = np.empty((n_events, n_nodes, k), dtype=bool)
         kernel(
             np.ascontiguousarray(points, dtype=np.float32),
             counts.astype(np.int64),
-            k,
             neighbours,
             valid,
         )
         return neighbours, valid
+    neighbours = np.full((n_events, n_nodes, k), -1, dtype=np.int32)
+    valid = np.zeros((n_events, n_nodes, k), dtype=bool)
     for start in range(0, n_events, chunk):
         stop = min(start + chunk, n_events)
         width = int(counts[start:stop].max(initial=0))  # real nodes are leading: cut the padding
@@ -68,6 +69,14 @@ def knn_neighbours(
 
 
 def _knn_block(points: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The NumPy definition of the kNN of one block: ``points`` ``(n_events, width, 2)``
+    float32, ``mask`` ``(n_events, width)`` → ``(neighbours, valid)`` ``(n_events, width, k)``.
+
+    Squared distances are ``difference²`` summed in float32. Each candidate is ranked by the key
+    ``(distance bits << 32) | index`` (uint64; non-negative floats order like their bit
+    patterns), a total order, so that ties go to the lower index whatever the selection
+    algorithm does.
+    """
     n_events, width, _ = points.shape
     difference = points[:, :, None, :] - points[:, None, :, :]
     distance = np.einsum("enmc,enmc->enm", difference, difference)
@@ -75,16 +84,27 @@ def _knn_block(points: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray
     diagonal = np.arange(width)
     distance[:, diagonal, diagonal] = np.inf
     take = min(k, width - 1)
-    nearest = np.argpartition(distance, take - 1, axis=-1)[..., :take]
-    nearest_distance = np.take_along_axis(distance, nearest, axis=-1)
-    order = np.argsort(nearest_distance, axis=-1, kind="stable")
-    nearest = np.take_along_axis(nearest, order, axis=-1).astype(np.int32)
-    ok = np.isfinite(np.take_along_axis(nearest_distance, order, axis=-1)) & mask[:, :, None]
+    keys = (distance.view(np.uint32).astype(np.uint64) << np.uint64(32)) | np.arange(
+        width, dtype=np.uint64
+    )
+    nearest_keys = np.sort(np.partition(keys, take - 1, axis=-1)[..., :take], axis=-1)
+    nearest = (nearest_keys & np.uint64(0xFFFFFFFF)).astype(np.int32)
+    nearest_distance = (nearest_keys >> np.uint64(32)).astype(np.uint32).view(np.float32)
+    ok = np.isfinite(nearest_distance) & mask[:, :, None]
     neighbours = np.full((n_events, width, k), -1, dtype=np.int32)
     valid = np.zeros((n_events, width, k), dtype=bool)
     neighbours[..., :take] = np.where(ok, nearest, -1)
     valid[..., :take] = ok
     return neighbours, valid
+
+
+def index_dtype(n_nodes: int) -> np.dtype[Any]:
+    """The smallest signed integer type that holds node indices ``0 … n_nodes - 1`` and ``-1``:
+    int8 up to 128 nodes, int16 up to 32,768, else int32 (for compact stored graphs)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_nodes - 1 <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
 
 
 def neighbours_to_edge_index(neighbours: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -152,90 +172,27 @@ def decay_tree_dense(mothers: np.ndarray) -> np.ndarray:
     return dense
 
 
-def _compiled_knn() -> Any:
-    """The numba kernel (the ``fast`` extra), compiled on first use; ``None`` without numba.
+def _compiled_knn(k: int) -> Any:
+    """The numba kernel for ``k`` (the ``fast`` extra, :func:`pd4ml._kernels.knn_kernel`),
+    compiled on first use; ``None`` without numba.
 
-    One event per parallel iteration; per node, an insertion sort keeps the k nearest of the
-    event's real nodes (ties: lower index first). Same result as the NumPy path.
+    Per event, brute force over its real nodes, without data-dependent branches: a distance row
+    per node, a bound on the k-th distance from group minima, and the few candidates within it
+    pushed through a sorted list of ``(distance, index)`` keys (ties: lower index first). Same
+    result as the NumPy path.
     """
     global _KERNEL
-    if _KERNEL is not None:
-        return _KERNEL if callable(_KERNEL) else None
-    from pd4ml._kernels import numba_available
+    if _KERNEL is None:
+        from pd4ml._kernels import numba_available
 
-    if not numba_available():
-        _KERNEL = False
+        _KERNEL = {} if numba_available() else False
+    if _KERNEL is False:
         return None
-    import numba
+    if k not in _KERNEL:
+        from pd4ml._kernels import knn_kernel
 
-    @numba.njit(inline="always")
-    def consider(distance, other, filled, k, best_distance, best_index):  # type: ignore[no-untyped-def]
-        """Insert a candidate into the sorted k-best list (ties: lower index first)."""
-        if filled < k:
-            position = filled
-            filled += 1
-        elif distance < best_distance[k - 1] or (
-            distance == best_distance[k - 1] and other < best_index[k - 1]
-        ):
-            position = k - 1
-        else:
-            return filled
-        while position > 0 and (
-            best_distance[position - 1] > distance
-            or (best_distance[position - 1] == distance and best_index[position - 1] > other)
-        ):
-            best_distance[position] = best_distance[position - 1]
-            best_index[position] = best_index[position - 1]
-            position -= 1
-        best_distance[position] = distance
-        best_index[position] = other
-        return filled
-
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def kernel(points, counts, k, neighbours, valid):  # type: ignore[no-untyped-def]
-        """2-D points. Sweep along the first coordinate: candidates are visited outward in
-        sorted order; the search stops once the gap in that coordinate alone exceeds the k-th
-        distance."""
-        for event in numba.prange(points.shape[0]):
-            count = counts[event]
-            order = np.argsort(points[event, :count, 0], kind="mergesort")
-            xs = np.empty(count, dtype=np.float32)
-            ys = np.empty(count, dtype=np.float32)
-            for rank in range(count):
-                xs[rank] = points[event, order[rank], 0]
-                ys[rank] = points[event, order[rank], 1]
-            best_distance = np.empty(k, dtype=np.float32)
-            best_index = np.empty(k, dtype=np.int32)
-            for rank in range(count):
-                x = xs[rank]
-                y = ys[rank]
-                filled = 0
-                left = rank - 1
-                right = rank + 1
-                while left >= 0 or right < count:
-                    gap_left = x - xs[left] if left >= 0 else np.float32(np.inf)
-                    gap_right = xs[right] - x if right < count else np.float32(np.inf)
-                    if gap_left <= gap_right:
-                        gap = gap_left
-                        other = left
-                        left -= 1
-                    else:
-                        gap = gap_right
-                        other = right
-                        right += 1
-                    if filled == k and gap * gap > best_distance[k - 1]:
-                        break
-                    dx = xs[other] - x
-                    dy = ys[other] - y
-                    distance = dx * dx + dy * dy
-                    filled = consider(distance, order[other], filled, k, best_distance, best_index)
-                node = order[rank]
-                for slot in range(filled):
-                    neighbours[event, node, slot] = best_index[slot]
-                    valid[event, node, slot] = True
-
-    _KERNEL = kernel
-    return kernel
+        _KERNEL[k] = knn_kernel(k)
+    return _KERNEL[k]
 
 
 def grid_neighbours(

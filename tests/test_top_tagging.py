@@ -13,7 +13,7 @@ import pd4ml.graphs
 from pd4ml import TopTagging
 from pd4ml.config import Settings
 from pd4ml.datasets.base import ArrayWriter, Dataset
-from pd4ml.datasets.top_tagging import constituent_features
+from pd4ml.datasets.top_tagging import _constituent_features_numpy, constituent_features
 from pd4ml.errors import ConversionError, UnknownNameError
 from pd4ml.graphs import knn_neighbours, neighbours_to_dense, neighbours_to_edge_index
 from pd4ml.testing import ArchiveServer
@@ -270,3 +270,129 @@ def test_real_particle_level_jets_through_the_converter(tmp_path: Path) -> None:
     assert 160 < np.median(mass[labels == 1]) < 185  # real top jets peak at the top mass
     assert (np.abs(features[..., 3][mask]) <= np.pi).all()
     assert np.quantile(features[..., 6][mask], 0.99) < 0.8  # constituents of R = 0.8 jets
+
+
+def ordered_knn(points: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
+    """Per-node lists of the k nearest, by (float32 squared distance, index): ``(E, N, k)``."""
+    expected = np.full((*points.shape[:2], k), -1, dtype=np.int32)
+    for event in range(points.shape[0]):
+        for i in range(int(counts[event])):
+            ranked = []
+            for j in range(int(counts[event])):
+                if j != i:
+                    dx, dy = (points[event, i] - points[event, j]).astype(np.float32)
+                    ranked.append((float(np.float32(dx * dx) + np.float32(dy * dy)), j))
+            nearest = [j for _, j in sorted(ranked)[:k]]
+            expected[event, i, : len(nearest)] = nearest
+    return expected
+
+
+@pytest.mark.parametrize("k", [1, 7, 16, 20])
+def test_knn_order_and_exact_ties_go_to_the_lower_index(k: int, implementation: str) -> None:
+    generator = np.random.default_rng(k)
+    n_nodes = 40
+    points = generator.integers(-2, 3, size=(25, n_nodes, 2)).astype(np.float32)  # many ties
+    points[:5] = generator.normal(size=(5, n_nodes, 2))  # and some without
+    points[5, :] = 0.0  # all on one spot: every distance ties
+    counts = generator.integers(0, n_nodes + 1, 25)
+    counts[:6] = [0, 1, 2, k, k + 1, n_nodes]
+    mask = np.arange(n_nodes)[None, :] < counts[:, None]
+    points[~mask] = 0.0
+    neighbours, valid = knn_neighbours(points, mask, k, chunk=7)
+    expected = ordered_knn(points, counts, k)
+    np.testing.assert_array_equal(neighbours, expected)
+    np.testing.assert_array_equal(valid, expected >= 0)
+
+
+def tricky_jets(n_jets: int = 60) -> np.ndarray:
+    """Synthetic jets with 0, 1, 2, 7, 8, 150 and 200 constituents, and exact duplicates."""
+    jets, _, _ = top_tagging_jets(n_jets, seed=11)
+    for index, count in enumerate([0, 1, 2, 7, 8, 150, 200, 200]):
+        source = jets[index + 10, 0] if count else 0.0
+        jets[index] = 0.0
+        scale = np.linspace(1.0, 0.2, max(count, 1))[:, None]
+        jets[index, :count] = (source * scale[:count]).astype(np.float32)  # all collinear
+    jets[8, :200] = jets[20, 0] * np.linspace(1.0, 0.2, 200)[:, None]
+    jets[8, 1::3] = jets[8, 0::3][: len(jets[8, 1::3])]  # duplicates: ties at distance 0
+    jets[9, 10:20] = jets[9, 0]  # duplicates in an ordinary jet
+    jets[12, 30] = 0.0  # a zero in the middle: not trailing padding, still counted out
+    return jets
+
+
+@pytest.mark.parametrize("k", [3, 7, 16])
+def test_fused_kernel_equals_the_numpy_definitions(k: int) -> None:
+    kernel = pd4ml._kernels.top_features_knn_kernel(k)
+    assert kernel is not None, "the dev extra installs numba"
+    jets = tricky_jets()
+    n_jets, n_keep = len(jets), 100
+    features = np.full((n_jets, n_keep, 7), np.nan, dtype=np.float32)  # all must be written
+    mask = np.ones((n_jets, n_keep), dtype=bool)
+    neighbours = np.full((n_jets, n_keep, k), 12345, dtype=np.int32)
+    valid = np.ones((n_jets, n_keep, k), dtype=bool)
+    kernel(jets, n_keep, features, mask, neighbours, valid)
+    expected_features, expected_mask = _constituent_features_numpy(jets, n_keep)
+    np.testing.assert_array_equal(mask, expected_mask)
+    np.testing.assert_allclose(features, expected_features, atol=1e-5, rtol=1e-5)
+    expected_neighbours, expected_valid = pd4ml.graphs._knn_block(features[..., 2:4], mask, k)
+    np.testing.assert_array_equal(neighbours, expected_neighbours)
+    np.testing.assert_array_equal(valid, expected_valid)
+    # the same, bit for bit, as the two compiled steps one after the other
+    separate_features, separate_mask = constituent_features(jets, n_keep)
+    np.testing.assert_array_equal(features, separate_features)
+    separate = knn_neighbours(separate_features[..., 2:4], separate_mask, k)
+    np.testing.assert_array_equal(neighbours, separate[0])
+    np.testing.assert_array_equal(valid, separate[1])
+    assert (neighbours[~valid] == -1).all() and not features[~mask].any()
+    assert valid[6].sum() == 100 * k  # 200 constituents: 100 kept, all with k neighbours
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_prepare_arrays_in_chunks_matches_the_definitions(
+    dense: bool, implementation: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pd4ml.datasets import top_tagging
+
+    monkeypatch.setattr(top_tagging, "_PREPARE_CHUNK", 16)  # several chunks, a short last one
+    jets = tricky_jets(70)
+    source = np.lib.format.open_memmap(
+        tmp_path / "constituents.npy", mode="w+", dtype=np.float32, shape=jets.shape
+    )
+    source[:] = jets
+    labels = np.arange(70) % 2
+    top_tagging.prepare_arrays(
+        source, labels, ArrayWriter(tmp_path), "train", 100, 7, True, dense_adjacency=dense
+    )
+    stored = {
+        name: np.load(tmp_path / "train" / f"{name}.npy")
+        for name in ("features", "mask", "neighbours", "neighbour_mask", "labels")
+    }
+    features, mask = constituent_features(jets, 100)
+    np.testing.assert_array_equal(stored["features"], features)
+    np.testing.assert_array_equal(stored["mask"], mask)
+    neighbours, valid = knn_neighbours(features[..., 2:4], mask, 7)
+    np.testing.assert_array_equal(stored["neighbours"], neighbours)
+    np.testing.assert_array_equal(stored["neighbour_mask"], valid)
+    np.testing.assert_array_equal(stored["labels"], labels)
+    if dense:
+        adjacency = np.load(tmp_path / "train" / "adjacency.npy")
+        np.testing.assert_array_equal(adjacency, neighbours_to_dense(neighbours, valid, True))
+
+
+def test_write_rows_through_the_file_and_by_assignment(tmp_path: Path) -> None:
+    from pd4ml.datasets.top_tagging import _write_rows
+
+    rows = np.arange(24, dtype=np.int32).reshape(4, 3, 2)
+    mapped = np.lib.format.open_memmap(
+        tmp_path / "a.npy", mode="w+", dtype=np.int32, shape=(10, 3, 2)
+    )
+    _write_rows(mapped, 5, rows)  # written to the file, seen through the map
+    np.testing.assert_array_equal(mapped[5:9], rows)
+    plain = np.zeros((10, 3, 2), dtype=np.int32)
+    _write_rows(plain, 5, rows)
+    _write_rows(mapped[2:], 0, rows[:1])  # a view: assigned
+    del mapped
+    stored = np.load(tmp_path / "a.npy")
+    np.testing.assert_array_equal(stored[5:9], rows)
+    np.testing.assert_array_equal(stored[2], rows[0])
+    np.testing.assert_array_equal(plain[5:9], rows)
+    assert not plain[:5].any() and not stored[9].any()

@@ -18,26 +18,30 @@ QCD) and ``ttv`` (the original split flag: 0 train, 1 test, 2 validation).
   ln(pT/pT_jet), ln(E/E_jet), ΔR — the jet is the sum of *all* its constituents; padding is 0;
 * ``mask`` ``(n_jets, P)`` bool, from the real constituent count (a constituent with pT of
   exactly 1 GeV is real, unlike in the original, which used ln pT ≠ 0);
-* with ``graph=True``: ``neighbours`` ``(n_jets, P, k)`` int32 and ``neighbour_mask`` — the k
-  nearest neighbours in (Δη, Δφ), nearest first, never padding, never the node itself
-  (ParticleNet uses k = 16); with ``dense_adjacency=True`` also the dense ``adjacency``
-  ``(n_jets, P, P)`` int8 for models written against the original (``A[i, j] = 1`` when j is a
-  neighbour of i, plus self-loops on real constituents; padding rows and columns are 0);
+* with ``graph=True``: ``neighbours`` ``(n_jets, P, k)`` int8 (int16 for P > 128; -1 where there
+  is none) and ``neighbour_mask`` — the k nearest neighbours in (Δη, Δφ), nearest first, never
+  padding, never the node itself (ParticleNet uses k = 16); with ``dense_adjacency=True`` also
+  the dense ``adjacency`` ``(n_jets, P, P)`` int8 for models written against the original
+  (``A[i, j] = 1`` when j is a neighbour of i, plus self-loops on real constituents; padding
+  rows and columns are 0);
 * ``labels`` ``(n_jets,)`` int64.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from pd4ml._kernels import top_features_kernel
+from pd4ml._kernels import top_features_kernel, top_features_knn_kernel
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
 from pd4ml.errors import ConversionError
-from pd4ml.graphs import knn_neighbours, neighbours_to_dense
+from pd4ml.graphs import index_dtype, knn_neighbours, neighbours_to_dense
 from pd4ml.manifest import DatasetVersion
 from pd4ml.npyio import copy_npz_member, npz_headers, release_rows
 from pd4ml.pandas_hdf import PandasHdf
@@ -50,7 +54,7 @@ TRUTH_COLUMNS = ["truthE", "truthPX", "truthPY", "truthPZ"]
 FEATURE_NAMES = ("log_pt", "log_e", "eta_rel", "phi_rel", "log_pt_rel", "log_e_rel", "delta_r")
 OFFICIAL_FILES = {"train": "train.h5", "val": "val.h5", "test": "test.h5"}
 _READ_CHUNK = 50_000
-_PREPARE_CHUNK = 10_000
+_PREPARE_CHUNK = 5_000
 
 
 def constituent_count(constituents: np.ndarray) -> np.ndarray:
@@ -263,6 +267,38 @@ class TopTagging(Dataset):
         )
 
 
+def _write_rows(array: np.ndarray, start: int, rows: np.ndarray) -> None:
+    """``array[start : start + len(rows)] = rows``, for a file-backed ``array`` by writing the
+    file rather than through the memory map.
+
+    Writing fresh pages of a shared file mapping costs a page fault each (and a filesystem
+    callback); one ``pwrite`` of the block puts the same bytes in the page cache, where the
+    mapping sees them, at a fraction of the cost. Used for writable memory maps that own their
+    mapping (not views); anything else is assigned.
+    """
+    if not (
+        isinstance(array, np.memmap)
+        and isinstance(array.base, mmap.mmap)
+        and array.mode in ("r+", "w+")
+        and array.filename is not None
+        and array.flags.c_contiguous
+        and rows.dtype == array.dtype
+        and rows.shape[1:] == array.shape[1:]
+    ):
+        array[start : start + len(rows)] = rows
+        return
+    data = np.ascontiguousarray(rows).data.cast("B")
+    position = array.offset + start * array.strides[0]
+    descriptor = os.open(array.filename, os.O_WRONLY)
+    try:
+        while data:
+            written = os.pwrite(descriptor, data, position)
+            data = data[written:]
+            position += written
+    finally:
+        os.close(descriptor)
+
+
 def prepare_arrays(
     constituents: np.ndarray,
     labels: np.ndarray,
@@ -275,15 +311,19 @@ def prepare_arrays(
 ) -> None:
     """Features (and the kNN graph) of ``constituents`` ``(n_jets, 200, 4)``, chunk by chunk.
 
-    Outputs are memory-mapped ``.npy`` files of ``writer``; resident memory stays at one chunk
-    of ``_PREPARE_CHUNK`` jets whatever the number of jets.
+    Outputs are ``.npy`` files of ``writer`` (``features`` ``(n_jets, n_constituents, 7)``,
+    ``mask``, and with ``graph`` ``neighbours`` / ``neighbour_mask`` ``(n_jets, n_constituents,
+    k)``, and ``adjacency``); resident memory stays at one chunk of ``_PREPARE_CHUNK`` jets
+    whatever the number of jets. With numba, one fused kernel computes a chunk into buffers
+    reused from chunk to chunk, which are then written to the files (see :func:`_write_rows`).
     """
     n_jets = constituents.shape[0]
     features = writer.empty(split, "features", (n_jets, n_constituents, 7), np.float32)
     mask = writer.empty(split, "mask", (n_jets, n_constituents), np.bool_)
     names = ["features", "mask", "labels"]
     if graph:
-        neighbours = writer.empty(split, "neighbours", (n_jets, n_constituents, k), np.int32)
+        shape = (n_jets, n_constituents, k)
+        neighbours = writer.empty(split, "neighbours", shape, index_dtype(n_constituents))
         neighbour_mask = writer.empty(
             split, "neighbour_mask", (n_jets, n_constituents, k), np.bool_
         )
@@ -292,21 +332,51 @@ def prepare_arrays(
         shape = (n_jets, n_constituents, n_constituents)
         adjacency = writer.empty(split, "adjacency", shape, np.int8)
         names.append("adjacency")
-    for start in range(0, n_jets, _PREPARE_CHUNK):
-        stop = min(start + _PREPARE_CHUNK, n_jets)
-        block_features, block_mask = constituent_features(constituents[start:stop], n_constituents)
-        features[start:stop] = block_features
-        mask[start:stop] = block_mask
-        outputs = [features, mask]
-        if graph:
-            block_neighbours, block_valid = knn_neighbours(block_features[..., 2:4], block_mask, k)
-            neighbours[start:stop] = block_neighbours
-            neighbour_mask[start:stop] = block_valid
-            outputs += [neighbours, neighbour_mask]
-            if dense_adjacency:
-                adjacency[start:stop] = neighbours_to_dense(block_neighbours, block_valid, True)
-                outputs.append(adjacency)
-        for array in (constituents, *outputs):  # keep the resident memory at one chunk
+    outputs = [features, mask]
+    if graph:
+        outputs += [neighbours, neighbour_mask]
+    kernel = top_features_knn_kernel(k) if graph else top_features_kernel()
+    if constituents.shape[1] < n_constituents:
+        kernel = None
+    written = [*outputs, adjacency] if graph and dense_adjacency else outputs
+    # the compiled kernels write every element of these buffers; two sets, reused in turn, so
+    # that one chunk is written to the files (in a thread) while the next one is computed
+    buffers = [
+        [
+            np.empty((min(_PREPARE_CHUNK, n_jets), *array.shape[1:]), dtype=array.dtype)
+            for array in (outputs if kernel is not None else [])
+        ]
+        for _ in range(2)
+    ]
+
+    def store(start: int, stop: int, block: list[np.ndarray]) -> None:
+        for output, rows in zip(written, block, strict=True):
+            _write_rows(output, start, rows)
+        for array in (constituents, *written):  # keep the resident memory at one chunk
             release_rows(array, start, stop)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[None] | None = None
+        for number, start in enumerate(range(0, n_jets, _PREPARE_CHUNK)):
+            stop = min(start + _PREPARE_CHUNK, n_jets)
+            block: list[np.ndarray]
+            if kernel is not None:  # features (and graph) in one pass per jet
+                block = [buffer[: stop - start] for buffer in buffers[number % 2]]
+                kernel(
+                    np.ascontiguousarray(constituents[start:stop], dtype=np.float32),
+                    n_constituents,
+                    *block,
+                )
+            else:
+                block = list(constituent_features(constituents[start:stop], n_constituents))
+                if graph:
+                    block += knn_neighbours(block[0][..., 2:4], block[1], k)
+            if graph and dense_adjacency:
+                block.append(neighbours_to_dense(block[2], block[3], True))
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(store, start, stop, block)
+        if pending is not None:
+            pending.result()
     writer.save(split, "labels", labels)
     writer.describe_arrays(split, names, {"feature_names": list(FEATURE_NAMES)})
