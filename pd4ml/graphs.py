@@ -115,16 +115,23 @@ def neighbours_to_edge_index(neighbours: np.ndarray, valid: np.ndarray) -> np.nd
 
 
 def neighbours_to_dense(
-    neighbours: np.ndarray, valid: np.ndarray, self_loops: bool = False
+    neighbours: np.ndarray,
+    valid: np.ndarray,
+    self_loops: bool = False,
+    real: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Dense ``(n_events, n_nodes, n_nodes)`` int8 adjacency ``A[e, i, j] = 1`` for ``j → i``."""
+    """Dense ``(n_events, n_nodes, n_nodes)`` int8 adjacency ``A[e, i, j] = 1`` for ``j → i``.
+
+    With ``self_loops``, ``A[e, i, i] = 1`` for every real node: ``real`` ``(n_events,
+    n_nodes)`` bool says which (default: the nodes with at least one neighbour, which misses
+    isolated real nodes — pass the node mask where there is one).
+    """
     n_events, n_nodes, _ = neighbours.shape
     dense = np.zeros((n_events, n_nodes, n_nodes), dtype=np.int8)
     event, node, slot = np.nonzero(valid)
     dense[event, node, neighbours[event, node, slot]] = 1
     if self_loops:
-        real = valid.any(axis=-1)
-        event, node = np.nonzero(real)
+        event, node = np.nonzero(valid.any(axis=-1) if real is None else real)
         dense[event, node, node] = 1
     return dense
 

@@ -22,7 +22,7 @@ from pd4ml import (
     Spinodal,
     TopTagging,
 )
-from pd4ml.adapters.common import batch_rows, count_batches, dense_adjacency
+from pd4ml.adapters.common import ADJACENCY_VERSION, batch_rows, count_batches, dense_adjacency
 from pd4ml.config import Settings
 from pd4ml.datasets.base import Dataset, PreparedData
 from pd4ml.graphs import decay_tree_dense, grid_neighbours, neighbours_to_dense
@@ -166,6 +166,9 @@ def expected_batch(data: PreparedData, rows: slice | np.ndarray) -> dict[str, np
         and name not in ("grid_neighbours", "grid_mask", "station_positions", "weights")
     ]
     batch = {name: np.asarray(data[name][rows]) for name in names}
+    for name in ("neighbours", "edges"):  # node indices are served as int64
+        if name in batch:
+            batch[name] = batch[name].astype(np.int64)
     weights = data.weights
     batch["weights"] = (
         np.ones(len(batch["labels"]), dtype=np.float32)
@@ -338,6 +341,9 @@ def test_pyg_edge_index_matches_the_sparse_graph_and_gcn_runs(world: World, name
         assert graph.pos is not None and graph.pos.shape[0] == graph.num_nodes
     if "grid_neighbours" in data:
         assert graphs[0].edge_index is graphs[1].edge_index  # one shared grid edge_index
+        if name != "airshower":  # image grids: (row, column) of each pixel
+            side = round(np.sqrt(graphs[0].num_nodes))
+            np.testing.assert_array_equal(graphs[0].pos[side + 2].numpy(), [1, 2])
     batch = next(iter(graphs.loader(batch_size=16, shuffle=True)))
     assert batch.num_graphs == 16 and batch.y.shape == (16,) and batch.weight.shape == (16,)
     out = GCNConv(batch.x.shape[1], 8)(batch.x, batch.edge_index)
@@ -392,10 +398,15 @@ def test_original_load_data_convention(world: World, name: str) -> None:
     assert features.ndim == 3 and adjacency.dtype == np.int8
     assert adjacency.shape == (data.n_events, features.shape[1], features.shape[1])
     event = 4
-    if "neighbours" in data:
-        reference = neighbours_to_dense(
-            data["neighbours"][event : event + 1], data["neighbour_mask"][event : event + 1], True
-        )[0]
+    if "neighbours" in data:  # the original's transpose: i aggregates from nodes that chose it
+        neighbours, valid = data["neighbours"][event], data["neighbour_mask"][event]
+        reference = np.zeros(adjacency.shape[1:], dtype=np.int8)
+        for i in range(neighbours.shape[0]):
+            for slot in range(neighbours.shape[1]):
+                if valid[i, slot]:
+                    reference[neighbours[i, slot], i] = 1
+        real = np.flatnonzero(data["mask"][event])
+        reference[real, real] = 1  # self-loops on every real node, isolated ones included
     elif "edges" in data:
         mothers = np.full(adjacency.shape[1], -1)
         for mother, daughter in data["edges"][event][data["edge_mask"][event]]:
@@ -416,7 +427,9 @@ def test_original_dense_adjacency_is_stored_once_and_memory_mapped(world: World)
     data = world.data("top_tagging")
     first = data.adjacency()
     assert isinstance(first, np.memmap)
-    assert data.directory is not None and (data.directory / "adj_matrix.npy").is_file()
+    stored = data.directory / f"adj_matrix-v{ADJACENCY_VERSION}.npy"
+    assert data.directory is not None and stored.is_file()
+    assert not list(data.directory.glob(".adj_matrix-*"))  # no temporary left behind
     again = world.variant("top_tagging").load_data(
         "train", True, max_events=7, settings=world.settings, **CASES["top_tagging"].params
     )
@@ -504,3 +517,71 @@ def test_keras_model_written_for_the_original_inputs(world: World, tf: Any) -> N
     history = model.fit(train, epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])
     keras.backend.clear_session()
+
+
+def test_isolated_real_nodes_get_self_loops_in_the_original_form(world: World) -> None:
+    data = world.data("top_tagging")
+    counts = np.asarray(data["mask"]).sum(axis=1)
+    adjacency = dense_adjacency(data, slice(0, data.n_events))
+    for event in range(data.n_events):
+        real = np.arange(counts[event])
+        assert np.all(adjacency[event, real, real] == 1)
+        assert not adjacency[event, counts[event] :].any()
+    # TopTagging's stored dense form (dense_adjacency=True) is the transpose, self-loops too
+    stored = world.variant("top_tagging").load_data(
+        "train", True, dense_adjacency=True, settings=world.settings, **CASES["top_tagging"].params
+    )
+    np.testing.assert_array_equal(np.swapaxes(stored["adjacency"], 1, 2), adjacency)
+    X, _ = stored
+    np.testing.assert_array_equal(X["adj_matrix"], adjacency)
+
+
+def test_positional_path_as_in_the_original(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    variant = world.variant("spinodal")
+    monkeypatch.setenv("PD4ML_DATA_DIR", str(world.settings.data_dir))
+    monkeypatch.setenv("PD4ML_SHARED_DATA", "")
+    X, _ = variant.load_data("train", str(world.settings.data_dir))
+    assert isinstance(X["features"], list)
+    with pytest.raises(TypeError, match="graph must be True or False"):
+        variant.load_data("train", 3, settings=world.settings)
+
+
+def test_distributed_ranks_share_the_batches(world: World) -> None:
+    events = world.data("top_tagging").torch()
+    n_batches = -(-len(events) // BATCH)
+    seen = []
+    for rank in range(3):
+        loader = events.loader(batch_size=BATCH, shuffle=True, seed=9, num_replicas=3, rank=rank)
+        labels = [batch["labels"] for batch in loader]
+        assert len(labels) == len(loader) == n_batches // 3
+        seen.append(torch.cat(labels))
+    assert sum(len(part) for part in seen) <= len(events)
+    with pytest.raises(ValueError, match="rank"):
+        events.loader(batch_size=BATCH, num_replicas=2, rank=2)
+
+
+def test_bad_rows_and_graphs_are_refused(world: World) -> None:
+    events = world.data("top_tagging").torch()
+    with pytest.raises(TypeError, match="integer row numbers"):
+        events[np.ones(len(events), dtype=bool)]
+    with pytest.raises(ValueError, match="batch_size"):
+        events.loader(batch_size=0)
+    voxels = world.variant("calice_ahcal").load_data(
+        "train", True, representation="voxels", settings=world.settings
+    )
+    with pytest.raises(ValueError, match="representation='cloud'"):
+        iter(voxels).__next__()
+    higgs = world.data("higgsml")
+    with pytest.raises(ValueError, match="load it with load_data"):
+        higgs.adjacency()
+
+
+def test_tf_several_live_iterators(world: World, tf: Any) -> None:
+    data = world.data("top_tagging")
+    dataset = data.tf(names=["labels"]).dataset(batch_size=BATCH, shuffle=True)
+    iterators = [iter(dataset) for _ in range(5)]
+    for iterator in iterators:
+        next(iterator)
+    for iterator in iterators:
+        rest = [labels for _, labels, _ in iterator]
+        assert len(rest) == -(-data.n_events // BATCH) - 1

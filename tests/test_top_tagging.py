@@ -375,7 +375,9 @@ def test_prepare_arrays_in_chunks_matches_the_definitions(
     np.testing.assert_array_equal(stored["labels"], labels)
     if dense:
         adjacency = np.load(tmp_path / "train" / "adjacency.npy")
-        np.testing.assert_array_equal(adjacency, neighbours_to_dense(neighbours, valid, True))
+        np.testing.assert_array_equal(
+            adjacency, neighbours_to_dense(neighbours, valid, True, real=mask)
+        )
 
 
 def test_write_rows_through_the_file_and_by_assignment(tmp_path: Path) -> None:

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 #: Prepared arrays that describe the detector, not an event: the same for every event.
 SHARED_ARRAYS = frozenset({"grid_neighbours", "grid_mask", "station_positions"})
 
+#: Version of the dense-adjacency convention (in the name of the stored ``adj_matrix`` file).
+ADJACENCY_VERSION = 2
+
+#: Node-index arrays: stored compact, served as int64 (what frameworks index with).
+INDEX_ARRAYS = frozenset({"neighbours", "edges"})
+
 #: Arrays that are the graph of a prepared split, by graph kind.
 GRAPH_ARRAYS = {
     "knn": ("neighbours", "neighbour_mask"),
@@ -92,6 +98,8 @@ def batch_rows(
 
 def count_batches(n_events: int, batch_size: int, drop_last: bool) -> int:
     """Number of batches :func:`batch_rows` yields per epoch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     return n_events // batch_size if drop_last else -(-n_events // batch_size)
 
 
@@ -107,7 +115,9 @@ class EventArrays:
             ``kaggle_weights``.
 
     Batches are dicts of fresh (writable) NumPy arrays keyed by array name: ``labels`` is
-    int64 for classification and float32 for regression, ``weights`` float32 ``(batch,)``.
+    int64 for classification and float32 for regression, ``weights`` float32 ``(batch,)``,
+    node indices (``neighbours``, ``edges``; stored as small integers) int64, the rest as
+    stored. Arrays that are the same for every event are in :attr:`shared`.
     The object pickles by file path (worker processes reopen the memory maps instead of
     copying them).
     """
@@ -162,7 +172,11 @@ class EventArrays:
         With ``copy=False`` a slice gives read-only views of the memory maps (for consumers
         that copy anyway, such as TensorFlow); otherwise every array is a fresh copy.
         """
+        if isinstance(rows, np.ndarray) and not np.issubdtype(rows.dtype, np.integer):
+            raise TypeError(f"rows must be integer row numbers or a slice, not {rows.dtype}")
         batch = {name: _rows_of(self.data[name], rows, copy) for name in self.names}
+        for name in INDEX_ARRAYS.intersection(batch):  # stored compact (int8/int16/int32)
+            batch[name] = batch[name].astype(np.int64)
         labels = batch["labels"]
         batch["labels"] = labels.astype(
             np.int64 if np.issubdtype(labels.dtype, np.integer) else np.float32, copy=False
@@ -204,23 +218,32 @@ def node_form(features: np.ndarray, kind: str | None) -> np.ndarray:
 def dense_adjacency(data: PreparedData, rows: Rows) -> np.ndarray:
     """The original pd4ml's dense adjacency of the events ``rows``: ``(n, P, P)`` int8.
 
-    * kNN graphs: ``A[i, j] = 1`` when j is among the k nearest neighbours of i, plus a
-      self-loop on every real node (the original's convention for TopTagging);
-    * decay trees: mother ↔ daughter, plus a self-loop on every particle with a mother;
+    As the original's ``adj_matrix`` (a GCN computes ``A · X``):
+
+    * kNN graphs: ``A[i, j] = 1`` when **i** is among the k nearest neighbours of j (node i
+      aggregates from the nodes that chose it — the original's transpose), plus a self-loop on
+      every real node (from the node mask, so isolated real nodes have one too);
+    * decay trees: mother ↔ daughter (symmetric), plus a self-loop on every particle with a
+      mother;
     * grids: the 8-connected neighbourhood, no self-loops, the same for every event (a
       read-only broadcast view, no memory per event).
     """
-    kind = graph_kind(data)
-    if "adjacency" in data:
-        return np.asarray(data["adjacency"][rows])
-    n_events = len(range(data.labels.shape[0])[rows]) if isinstance(rows, slice) else len(rows)
+    kind = check_graph(data)
+    n_events = len(range(data.n_events)[rows]) if isinstance(rows, slice) else len(rows)
     if kind == "knn":
-        return neighbours_to_dense(
+        if "adjacency" in data:  # stored as A[i, j] = 1 for j a neighbour of i
+            return np.asarray(np.swapaxes(np.asarray(data["adjacency"][rows]), 1, 2))
+        real = np.asarray(data["mask"][rows]) if "mask" in data else None
+        dense = neighbours_to_dense(
             np.asarray(data["neighbours"][rows]),
             np.asarray(data["neighbour_mask"][rows]),
             self_loops=True,
+            real=real,
         )
+        return np.ascontiguousarray(np.swapaxes(dense, 1, 2))
     if kind == "decay":
+        if "adjacency" in data:
+            return np.asarray(data["adjacency"][rows])
         edges = np.asarray(data["edges"][rows])
         valid = np.asarray(data["edge_mask"][rows])
         n_nodes = _node_count(data)
@@ -228,13 +251,38 @@ def dense_adjacency(data: PreparedData, rows: Rows) -> np.ndarray:
         event, slot = np.nonzero(valid)
         mothers[event, edges[event, slot, 1]] = edges[event, slot, 0]
         return decay_tree_dense(mothers)
-    if kind == "grid":
-        grid = grid_dense(data)
-        return np.broadcast_to(grid, (n_events, *grid.shape))
-    raise ValueError(
-        f"{data.metadata.get('dataset', 'this dataset')} {data.metadata.get('split', '')} has no "
-        "graph: load it with load_data(..., graph=True)"
-    )
+    grid = grid_dense(data)
+    return np.broadcast_to(grid, (n_events, *grid.shape))
+
+
+def check_graph(data: PreparedData) -> str:
+    """The graph kind of a split, after checking that its nodes are the feature nodes."""
+    kind = graph_kind(data)
+    name = f"{data.metadata.get('dataset', 'this dataset')} {data.metadata.get('split', '')}"
+    if kind is None:
+        if data.metadata.get("params", {}).get("graph", False):
+            raise ValueError(f"{name} has no graph: this dataset (or representation) has none")
+        raise ValueError(f"{name} has no graph: load it with load_data(..., graph=True)")
+    if kind == "knn":
+        nodes = int(data["neighbours"].shape[1])
+    elif kind == "decay":
+        nodes = _node_count(data)
+    else:
+        nodes = int(data["grid_neighbours"].shape[0])
+    features = data["features"]
+    if feature_nodes(features, kind) != nodes:
+        raise ValueError(
+            f"{name}: the graph has {nodes} nodes but the features {tuple(features.shape[1:])} "
+            "do not (CALICE: use representation='cloud' for a graph)"
+        )
+    return kind
+
+
+def feature_nodes(features: np.ndarray, kind: str | None) -> int:
+    """Number of nodes of per-event ``features`` (image grids: H·W)."""
+    if kind == "grid" and features.ndim == 4:
+        return int(features.shape[2] * features.shape[3])
+    return int(features.shape[1]) if features.ndim >= 2 else 0
 
 
 def grid_dense(data: PreparedData) -> np.ndarray:
@@ -250,13 +298,3 @@ def _node_count(data: PreparedData) -> int:
         if name in data and data[name].ndim >= 2:
             return int(data[name].shape[1])
     raise ValueError("cannot tell the number of nodes of this split")
-
-
-def original_inputs(data: PreparedData, rows: Rows, graph: bool) -> dict[str, Any]:
-    """The original pd4ml's input dict for ``rows``: ``{"features": [x]}`` without a graph,
-    ``{"features": x, "adj_matrix": A}`` with one (features in node form)."""
-    kind = graph_kind(data)
-    features = np.asarray(data["features"][rows])
-    if not graph:
-        return {"features": [features]}
-    return {"features": node_form(features, kind), "adj_matrix": dense_adjacency(data, rows)}

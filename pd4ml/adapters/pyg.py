@@ -18,8 +18,9 @@ Each ``Data`` is built on the fly from the sparse graph arrays of ``load_data(gr
   that a ``Batch`` has ``y`` and ``weight`` of shape ``(n_graphs,)``;
 * ``pos`` where positions are meaningful: (Δη, Δφ) for TopTagging, (x, y, z) for smartBKG
   production vertices, CALICE hits and Airshower stations, (row, column) for image grids;
-* the other per-node arrays under their own names (``pdg`` for smartBKG, ``mask`` where
-  masked nodes are kept), and per-event arrays with a leading ``1`` axis.
+* the other per-node arrays under their own names, cut like ``x`` (``mask``, ``pdg`` for
+  smartBKG, ``station_mask`` for Airshower), and other per-event arrays with a leading ``1``
+  axis. Every event has the same fields.
 
 PyG's ``knn_graph`` needs packages that are not on the package index; these graphs come from
 :mod:`pd4ml.graphs` instead, computed once when the split is prepared.
@@ -34,7 +35,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import Batch, Data
 
-from pd4ml.adapters.common import EventArrays, Rows, graph_kind
+from pd4ml.adapters.common import (
+    SHARED_ARRAYS,
+    EventArrays,
+    Rows,
+    check_graph,
+    feature_nodes,
+)
 from pd4ml.adapters.torch import BlockBatchSampler
 from pd4ml.graphs import neighbours_to_edge_index
 
@@ -60,20 +67,14 @@ class GraphEvents(Dataset[Data]):
     """
 
     def __init__(self, data: PreparedData, weights: str | None = None) -> None:
-        kind = graph_kind(data)
-        dataset = data.metadata.get("dataset", "this dataset")
-        if kind is None:
-            raise ValueError(
-                f"{dataset} has no graph in this preparation: use load_data(..., graph=True)"
-                + (
-                    " with representation='cloud'"
-                    if dataset == "calice_ahcal"
-                    else " (datasets without a graph: use the torch adapter)"
-                )
-            )
+        kind = check_graph(data)  # a clear error for splits without a (matching) graph
         self.kind = kind
-        self.events = EventArrays(data, None, weights)
-        self.dataset = str(dataset)
+        names = [name for name in data.arrays if name != "adjacency"]
+        per_event = [name for name in names if name not in SHARED_ARRAYS and name != "weights"]
+        per_event = [name for name in per_event if data[name].shape[:1] == data.labels.shape]
+        self.events = EventArrays(data, per_event, weights)
+        self.dataset = str(data.metadata.get("dataset", ""))
+        self.image_shape = data.metadata.get("info", {}).get("image_shape")
         self.node_arrays = self._node_arrays(data)
         self.grid_edge_index: torch.Tensor | None = None
         self.grid_positions: torch.Tensor | None = None
@@ -88,7 +89,7 @@ class GraphEvents(Dataset[Data]):
     def _node_arrays(self, data: PreparedData) -> list[str]:
         """Per-event arrays with a node axis (same length as the features' node axis)."""
         features = data["features"]
-        n_nodes = _n_nodes(features, self.kind)
+        n_nodes = feature_nodes(features, self.kind)
         return [
             name
             for name in self.events.names
@@ -106,10 +107,13 @@ class GraphEvents(Dataset[Data]):
         features = data["features"]
         if features.ndim == 4:
             height, width = features.shape[2:]
-            row, column = np.divmod(np.arange(height * width), width)
-            return torch.from_numpy(np.stack([row, column], axis=1).astype(np.float32))
-        n_nodes = int(np.asarray(data["grid_neighbours"]).shape[0])
-        return torch.arange(n_nodes, dtype=torch.float32)[:, None]
+        elif self.image_shape is not None:
+            height, width = self.image_shape
+        else:
+            n_nodes = int(np.asarray(data["grid_neighbours"]).shape[0])
+            return torch.arange(n_nodes, dtype=torch.float32)[:, None]
+        row, column = np.divmod(np.arange(height * width), width)
+        return torch.from_numpy(np.stack([row, column], axis=1).astype(np.float32))
 
     def __len__(self) -> int:
         return self.events.n_events
@@ -149,10 +153,8 @@ class GraphEvents(Dataset[Data]):
             position = self._positions(features, event, n_nodes)
             if position is not None:
                 fields["pos"] = position
-            for name in self.node_arrays:
+            for name in self.node_arrays:  # the same fields in every event (for batching)
                 values = batch[name][event, :n_nodes]
-                if name == "mask" and values.all():
-                    continue
                 fields[name] = torch.from_numpy(np.ascontiguousarray(values))
             for name, values in batch.items():
                 if name in fields or name in self.node_arrays or name in _GRAPH_ARRAYS:
@@ -196,15 +198,26 @@ class GraphEvents(Dataset[Data]):
         window: int = 8,
         num_workers: int = 0,
         pin_memory: bool = False,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> DataLoader[Any]:
         """A ``DataLoader`` of ``torch_geometric.data.Batch`` objects, each read in one call.
 
-        Shuffling is by blocks, as :meth:`pd4ml.adapters.torch.TorchEvents.loader`. PyG's own
+        Arguments as :meth:`pd4ml.adapters.torch.TorchEvents.loader`. PyG's own
         ``torch_geometric.loader.DataLoader(graphs, batch_size=...)`` works too (one event per
         call).
         """
         sampler = BlockBatchSampler(
-            len(self), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, window=window
+            len(self),
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            window=window,
+            num_replicas=num_replicas,
+            rank=rank,
         )
         return DataLoader(
             self,
@@ -213,17 +226,13 @@ class GraphEvents(Dataset[Data]):
             num_workers=num_workers,
             pin_memory=pin_memory,
             collate_fn=_keep,
+            prefetch_factor=prefetch_factor,
+            persistent_workers=persistent_workers and num_workers > 0,
         )
 
 
 def _keep(batch: Any) -> Any:
     return batch
-
-
-def _n_nodes(features: Any, kind: str) -> int:
-    if kind == "grid" and features.ndim == 4:
-        return int(features.shape[2] * features.shape[3])
-    return int(features.shape[1])
 
 
 def _last_real(mask: np.ndarray) -> int:

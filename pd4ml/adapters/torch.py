@@ -11,14 +11,16 @@ memory maps in one call. :meth:`TorchEvents.loader` hands whole batches to the `
 ``batch_size`` Python calls. A plain ``DataLoader(events, batch_size=...)`` also works (one
 event per call, the default collation).
 
-Tensors share the dtypes of the prepared arrays (float32 inputs, bool masks, int32 neighbour
-indices), except ``labels`` (int64 for classification, float32 for regression) and ``weights``
-(float32; 1 where the dataset has no weights). Nothing is specific to a device: move a batch
+Tensors share the dtypes of the prepared arrays (float32 inputs, bool masks), except node
+indices (``neighbours``, ``edges``: int64, ready for indexing and ``gather``; -1 = none),
+``labels`` (int64 for classification, float32 for regression) and ``weights`` (float32; 1
+where the dataset has no weights). Nothing is specific to a device: move a batch
 with ``.to(device)`` (with ``pin_memory=True`` for asynchronous copies to CUDA).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +38,10 @@ class BlockBatchSampler(Sampler[Rows]):
     """Yields the rows of whole batches (a slice or sorted row indices) for one epoch.
 
     Every new iteration is a new epoch with its own order (seeded by ``seed`` and the epoch
-    number); :meth:`set_epoch` sets the epoch explicitly (e.g. for resumed training).
+    number); :meth:`set_epoch` sets the epoch explicitly (e.g. for resumed training). With
+    ``num_replicas`` > 1 (distributed data parallel), rank ``rank`` takes every
+    ``num_replicas``-th batch of the epoch, and every rank the same number (a remainder of
+    fewer than ``num_replicas`` batches is left out).
     """
 
     def __init__(
@@ -48,13 +53,20 @@ class BlockBatchSampler(Sampler[Rows]):
         seed: int = 0,
         drop_last: bool = False,
         window: int = 8,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
+        count_batches(n_events, batch_size, drop_last)  # validates batch_size
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, {num_replicas}), not {rank}")
         self.n_events = n_events
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
         self.window = window
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -64,7 +76,7 @@ class BlockBatchSampler(Sampler[Rows]):
     def __iter__(self) -> Iterator[Rows]:
         epoch = self.epoch
         self.epoch += 1
-        return batch_rows(
+        batches = batch_rows(
             self.n_events,
             self.batch_size,
             shuffle=self.shuffle,
@@ -73,9 +85,15 @@ class BlockBatchSampler(Sampler[Rows]):
             drop_last=self.drop_last,
             window=self.window,
         )
+        if self.num_replicas == 1:
+            return batches
+        # every rank takes every num_replicas-th batch, all ranks the same number of batches
+        return itertools.islice(
+            batches, self.rank, len(self) * self.num_replicas, self.num_replicas
+        )
 
     def __len__(self) -> int:
-        return count_batches(self.n_events, self.batch_size, self.drop_last)
+        return count_batches(self.n_events, self.batch_size, self.drop_last) // self.num_replicas
 
 
 class TorchEvents(Dataset[dict[str, torch.Tensor]]):
@@ -123,6 +141,8 @@ class TorchEvents(Dataset[dict[str, torch.Tensor]]):
         pin_memory: bool = False,
         prefetch_factor: int | None = None,
         persistent_workers: bool = False,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> DataLoader[Any]:
         """A ``DataLoader`` of whole batches, each read from the memory maps in one call.
 
@@ -130,10 +150,19 @@ class TorchEvents(Dataset[dict[str, torch.Tensor]]):
         and dealt into batches; see :func:`pd4ml.adapters.common.batch_rows`); each iteration
         of the loader is a new epoch with a new, seeded order. ``num_workers`` processes read
         batches in parallel (each reopens the memory maps; nothing is copied to them);
-        ``pin_memory`` pins the batches for asynchronous copies to CUDA.
+        ``pin_memory`` pins the batches for asynchronous copies to CUDA. ``num_replicas`` and
+        ``rank`` share the batches among distributed data-parallel processes (see
+        :class:`BlockBatchSampler`; use the same ``seed`` on every rank).
         """
         sampler = BlockBatchSampler(
-            len(self), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, window=window
+            len(self),
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            window=window,
+            num_replicas=num_replicas,
+            rank=rank,
         )
         return DataLoader(
             self,

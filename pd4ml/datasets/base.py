@@ -181,19 +181,26 @@ class PreparedData:
         """The dense ``(n_events, P, P)`` int8 adjacency of the original pd4ml.
 
         Grids give a read-only broadcast view of one ``(P, P)`` matrix. Per-event graphs are
-        expanded from the sparse arrays once, chunk by chunk, into ``adj_matrix.npy`` beside
-        the prepared split (memory-mapped; P² bytes per event on disk, nothing in RAM), and
-        reused afterwards. See :func:`pd4ml.adapters.common.dense_adjacency` for the convention.
+        expanded from the sparse arrays: for a few events (``max_events`` with at most
+        256 MB of matrices) in memory; otherwise once, chunk by chunk and under a lock, into
+        ``adj_matrix-v<N>.npy`` beside the prepared split (memory-mapped; P² bytes per event
+        on disk, nothing in RAM), reused afterwards. See
+        :func:`pd4ml.adapters.common.dense_adjacency` for the convention.
         """
-        from pd4ml.adapters.common import dense_adjacency, graph_kind
+        from pd4ml.adapters.common import ADJACENCY_VERSION, check_graph, dense_adjacency
 
-        if "adjacency" in self.arrays or graph_kind(self) in ("grid", None):
+        kind = check_graph(self)
+        n_nodes = int(self.features.shape[1]) if self.features.ndim >= 2 else 0
+        in_memory = self.max_events is not None and self.n_events * n_nodes**2 <= 256 << 20
+        if kind == "grid" or self.directory is None or in_memory:
             return dense_adjacency(self, slice(None))
-        if self.directory is None:
-            return dense_adjacency(self, slice(None))
-        path = self.directory / "adj_matrix.npy"
+        path = self.directory / f"adj_matrix-v{ADJACENCY_VERSION}.npy"
         if not path.is_file():
-            _write_dense_adjacency(self, path)
+            from pd4ml.fetch.locking import exclusive
+
+            with exclusive(self.directory / ".adj_matrix.lock", "writing the dense adjacency"):
+                if not path.is_file():
+                    _write_dense_adjacency(self.directory, path)
         dense: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
         return dense[: self.max_events] if self.max_events is not None else dense
 
@@ -216,19 +223,18 @@ class PreparedData:
         return TfEvents(self, names=names, weights=weights)
 
 
-def _write_dense_adjacency(data: PreparedData, path: Path, chunk: int = 2048) -> None:
+def _write_dense_adjacency(directory: Path, path: Path, chunk: int = 2048) -> None:
     from pd4ml.adapters.common import dense_adjacency
 
-    assert data.directory is not None
-    full = open_prepared(data.directory, None, quiet=True)
+    full = open_prepared(directory, None, quiet=True)
     n_events = full.n_events
     first = dense_adjacency(full, slice(0, min(1, n_events)))
-    handle, temporary = tempfile.mkstemp(prefix=".adj_matrix-", suffix=".npy", dir=path.parent)
+    shape = (n_events, *first.shape[1:])
+    log.info("writing the dense adjacency %s (%.2f GB) to %s", shape, np.prod(shape) / 1e9, path)
+    handle, temporary = tempfile.mkstemp(prefix=".adj_matrix-", suffix=".npy", dir=directory)
     os.close(handle)
     try:
-        output = npy_format.open_memmap(
-            temporary, mode="w+", dtype=np.int8, shape=(n_events, *first.shape[1:])
-        )
+        output = npy_format.open_memmap(temporary, mode="w+", dtype=np.int8, shape=shape)
         for start in range(0, n_events, chunk):
             stop = min(start + chunk, n_events)
             output[start:stop] = dense_adjacency(full, slice(start, stop))
@@ -512,7 +518,7 @@ class Dataset:
     def load_data(
         cls,
         split: str = "train",
-        graph: bool = False,
+        graph: bool | str | os.PathLike[str] = False,
         *,
         path: str | os.PathLike[str] | None = None,
         force_download: bool = False,
@@ -526,10 +532,17 @@ class Dataset:
         Statistics (scalers) are fitted on the train split once, stored, and reused for every
         split. The cache key hashes the dataset version, the parameters and the preprocessing
         code, so a changed parameter never returns a stale result. ``params`` are
-        dataset-specific (see :attr:`prepare_defaults`).
+        dataset-specific (see :attr:`prepare_defaults`). As in the original pd4ml, a path
+        given as the second positional argument is the ``path``.
+
+        The result unpacks as the original's ``X, y`` (see :class:`PreparedData`).
         """
         from pd4ml.fetch.locking import exclusive
 
+        if isinstance(graph, (str, os.PathLike)):  # the original's load_data(split, path)
+            path, graph = graph, False
+        if not isinstance(graph, (bool, np.bool_)):
+            raise TypeError(f"graph must be True or False, not {graph!r}")
         split = cls.resolve_split(split)
         settings = settings or Settings.from_env(path)
         dataset_version = cls.manifest().version(version)

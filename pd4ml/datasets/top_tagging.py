@@ -372,7 +372,7 @@ def prepare_arrays(
                 if graph:
                     block += knn_neighbours(block[0][..., 2:4], block[1], k)
             if graph and dense_adjacency:
-                block.append(neighbours_to_dense(block[2], block[3], True))
+                block.append(neighbours_to_dense(block[2], block[3], True, real=block[1]))
             if pending is not None:
                 pending.result()
             pending = pool.submit(store, start, stop, block)
