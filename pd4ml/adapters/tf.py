@@ -17,14 +17,14 @@ graph; ``labels`` int64 (classification) or float32 (regression), ``weights`` fl
 triple that ``keras.Model.fit`` takes as sample-weighted data. (Keras binds inputs by name, so
 ``features`` is one array here, where the original's NumPy ``load_data`` gave a list.)
 
-The pipeline starts from a Python generator of batch numbers, so it lives in this process: it
-cannot be serialised for the tf.data service or multi-worker strategies.
+Batch numbers and the per-pass shuffling key are drawn in-graph (``tf.data.Dataset.random``
+with the seed); the reads are Python (``tf.numpy_function``), so the pipeline lives in this
+process: it cannot be serialised for the tf.data service or multi-worker strategies.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -108,11 +108,10 @@ class TfEvents:
         if original and self.graph:
             check_graph(self.data)  # a clear error now rather than in the first batch
         n_batches = count_batches(len(self), batch_size, drop_last)
-        epochs = itertools.count()
         plans: dict[int, list[Rows]] = {}
 
         def plan(epoch: int) -> list[Rows]:
-            """The batches of an epoch (deterministic: recomputed if dropped)."""
+            """The batches of the epoch with this key (deterministic: recomputed if dropped)."""
             if epoch not in plans:
                 while len(plans) >= 4:  # a few live iterators at most; drop the oldest
                     del plans[min(plans)]
@@ -128,11 +127,6 @@ class TfEvents:
                     )
                 )
             return plans[epoch]
-
-        def epoch_batches() -> Iterator[tuple[int, int]]:
-            epoch = next(epochs)  # each pass (iterator) is a new epoch
-            for index in range(len(plan(epoch))):
-                yield epoch, index
 
         first_inputs, first_labels, first_weights = self.element(
             slice(0, min(1, len(self))), original
@@ -155,13 +149,19 @@ class TfEvents:
             inputs = dict(zip(names, values[: len(names)], strict=True))
             return inputs, values[-2], values[-1]
 
-        indices = tf.data.Dataset.from_generator(
-            epoch_batches,
-            output_signature=(
-                tf.TensorSpec(shape=(), dtype=tf.int64),
-                tf.TensorSpec(shape=(), dtype=tf.int64),
-            ),
-        )
+        if shuffle:
+            # a new epoch key for each pass (iterator), drawn in-graph from the seed: a
+            # Python generator here would throttle the parallel reads below
+            keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+            indices = keys.flat_map(
+                lambda key: tf.data.Dataset.range(n_batches).map(
+                    lambda index: (tf.math.abs(key) % (1 << 62), index)
+                )
+            )
+        else:  # every epoch is the same: batch numbers in-graph
+            indices = tf.data.Dataset.range(n_batches).map(
+                lambda index: (tf.constant(0, tf.int64), index)
+            )
         dataset = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(n_batches))
         # the parallel map already reads ahead; an extra prefetch buffer only keeps more
