@@ -42,7 +42,7 @@ from pd4ml.adapters.common import (
     check_graph,
     feature_nodes,
 )
-from pd4ml.adapters.torch import BlockBatchSampler
+from pd4ml.adapters.torch import batch_loader
 from pd4ml.graphs import neighbours_to_edge_index
 
 if TYPE_CHECKING:
@@ -209,25 +209,20 @@ class GraphEvents(Dataset[Data]):
         ``torch_geometric.loader.DataLoader(graphs, batch_size=...)`` works too (one event per
         call).
         """
-        sampler = BlockBatchSampler(
-            len(self),
+        return batch_loader(
+            self,
             batch_size,
-            shuffle=shuffle,
+            shuffle,
+            collate_fn=_keep,
             seed=seed,
             drop_last=drop_last,
             window=window,
-            num_replicas=num_replicas,
-            rank=rank,
-        )
-        return DataLoader(
-            self,
-            batch_size=None,
-            sampler=sampler,
             num_workers=num_workers,
             pin_memory=pin_memory,
-            collate_fn=_keep,
             prefetch_factor=prefetch_factor,
-            persistent_workers=persistent_workers and num_workers > 0,
+            persistent_workers=persistent_workers,
+            num_replicas=num_replicas,
+            rank=rank,
         )
 
 

@@ -21,7 +21,7 @@ with ``.to(device)`` (with ``pin_memory=True`` for asynchronous copies to CUDA).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -154,25 +154,47 @@ class TorchEvents(Dataset[dict[str, torch.Tensor]]):
         ``rank`` share the batches among distributed data-parallel processes (see
         :class:`BlockBatchSampler`; use the same ``seed`` on every rank).
         """
-        sampler = BlockBatchSampler(
-            len(self),
+        return batch_loader(
+            self,
             batch_size,
-            shuffle=shuffle,
+            shuffle,
             seed=seed,
             drop_last=drop_last,
             window=window,
-            num_replicas=num_replicas,
-            rank=rank,
-        )
-        return DataLoader(
-            self,
-            batch_size=None,
-            sampler=sampler,
             num_workers=num_workers,
             pin_memory=pin_memory,
             prefetch_factor=prefetch_factor,
-            persistent_workers=persistent_workers and num_workers > 0,
+            persistent_workers=persistent_workers,
+            num_replicas=num_replicas,
+            rank=rank,
         )
+
+
+def batch_loader(
+    dataset: Dataset[Any],
+    batch_size: int,
+    shuffle: bool,
+    *,
+    collate_fn: Callable[[Any], Any] | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+    persistent_workers: bool = False,
+    **sampling: Any,
+) -> DataLoader[Any]:
+    """A ``DataLoader`` over ``dataset`` (indexable by batch rows) with a
+    :class:`BlockBatchSampler`; ``sampling`` are the sampler's keyword arguments."""
+    sampler = BlockBatchSampler(len(dataset), batch_size, shuffle=shuffle, **sampling)  # type: ignore[arg-type]
+    return DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        collate_fn=collate_fn,
+        prefetch_factor=prefetch_factor,
+        persistent_workers=persistent_workers and num_workers > 0,
+    )
 
 
 def _tensors(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
