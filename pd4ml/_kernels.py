@@ -328,3 +328,22 @@ def knn_kernel(k: int) -> Any | None:
 
     _CACHE[key] = kernel
     return kernel
+
+
+def gather_rows_kernel() -> Any | None:
+    """Kernel ``(source, rows, out)``: ``out[i] = source[rows[i]]`` for 2-D uint8 byte views,
+    rows copied in parallel (the shuffled-batch gather of :mod:`pd4ml.adapters`). ``rows``
+    must be valid (``0 <= rows < len(source)``): there is no bounds check."""
+    if "gather" in _CACHE:
+        return _CACHE["gather"]
+    if not numba_available():
+        return None
+    import numba
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def kernel(source, rows, out):  # type: ignore[no-untyped-def]
+        for i in numba.prange(rows.shape[0]):
+            out[i, :] = source[rows[i], :]
+
+    _CACHE["gather"] = kernel
+    return kernel

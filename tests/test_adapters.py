@@ -585,3 +585,16 @@ def test_tf_several_live_iterators(world: World, tf: Any) -> None:
     for iterator in iterators:
         rest = [labels for _, labels, _ in iterator]
         assert len(rest) == -(-data.n_events // BATCH) - 1
+
+
+def test_parallel_row_gather_equals_take() -> None:
+    from pd4ml.adapters.common import _rows_of
+
+    generator = np.random.default_rng(4)
+    array = generator.normal(size=(500, 30, 7)).astype(np.float32)
+    rows = np.sort(generator.choice(500, 64, replace=False))
+    np.testing.assert_array_equal(_rows_of(array, rows, True), np.take(array, rows, axis=0))
+    small = np.arange(500, dtype=np.int64)  # 8-byte rows: np.take
+    np.testing.assert_array_equal(_rows_of(small, rows, True), small[rows])
+    with pytest.raises(IndexError):
+        _rows_of(array, np.array([0, 500]), True)  # out of range: never read unchecked

@@ -8,16 +8,21 @@ contiguous blocks (shuffled), never one event per call.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pd4ml._kernels import gather_rows_kernel
 from pd4ml.graphs import decay_tree_dense, neighbours_to_dense
 
 if TYPE_CHECKING:
     from pd4ml.datasets.base import PreparedData
+
+_IMPORTED_IN = os.getpid()
 
 #: Prepared arrays that describe the detector, not an event: the same for every event.
 SHARED_ARRAYS = frozenset({"grid_neighbours", "grid_mask", "station_positions"})
@@ -191,10 +196,30 @@ class EventArrays:
 
 def _rows_of(array: np.ndarray, rows: Rows | int, copy: bool) -> np.ndarray:
     """``array[rows]`` as a plain ndarray: a view or copy of a slice, a gather of row indices
-    (``np.take``: one block copy per row, about twice as fast as fancy indexing here)."""
-    if isinstance(rows, np.ndarray):
-        return np.asarray(np.take(array, rows, axis=0))
-    return np.array(array[rows]) if copy else np.asarray(array[rows])
+    (``np.take``: one block copy per row, about twice as fast as fancy indexing; with numba,
+    in the main thread of a process that was not forked from the one that imported this module,
+    rows of 256 bytes and more are copied in parallel, about twice as fast again)."""
+    if not isinstance(rows, np.ndarray):
+        return np.array(array[rows]) if copy else np.asarray(array[rows])
+    row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:]))
+    if (
+        row_bytes >= 256
+        and len(rows)
+        and array.flags.c_contiguous
+        and threading.current_thread() is threading.main_thread()
+        and os.getpid() == _IMPORTED_IN  # not in a forked worker: OpenMP does not survive fork
+        and rows.min() >= 0
+        and rows.max() < len(array)
+    ):
+        kernel = gather_rows_kernel()
+        if kernel is not None:
+            out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+            source = np.asarray(array).reshape(len(array), -1).view(np.uint8)
+            kernel(
+                source, rows.astype(np.int64, copy=False), out.reshape(len(rows), -1).view(np.uint8)
+            )
+            return out
+    return np.asarray(np.take(array, rows, axis=0))
 
 
 def _reopen_recipe(data: PreparedData) -> tuple[str, int | None]:
