@@ -108,6 +108,15 @@ def count_batches(n_events: int, batch_size: int, drop_last: bool) -> int:
     return n_events // batch_size if drop_last else -(-n_events // batch_size)
 
 
+def per_event_arrays(data: PreparedData) -> list[str]:
+    """Names of the arrays of ``data`` with one entry per event (not :data:`SHARED_ARRAYS`)."""
+    return [
+        name
+        for name in data.arrays
+        if name not in SHARED_ARRAYS and data[name].shape[:1] == data.labels.shape
+    ]
+
+
 class EventArrays:
     """The per-event arrays of one prepared split, read a batch at a time.
 
@@ -132,11 +141,7 @@ class EventArrays:
     ) -> None:
         self.data = data
         self.n_events = int(data.labels.shape[0])
-        per_event = [
-            name
-            for name in data.arrays
-            if name not in SHARED_ARRAYS and data[name].shape[:1] == (self.n_events,)
-        ]
+        per_event = per_event_arrays(data)
         if names is None:
             chosen = [name for name in per_event if name != "weights"]
         else:

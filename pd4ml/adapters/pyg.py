@@ -36,11 +36,11 @@ from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import Batch, Data
 
 from pd4ml.adapters.common import (
-    SHARED_ARRAYS,
     EventArrays,
     Rows,
     check_graph,
     feature_nodes,
+    per_event_arrays,
 )
 from pd4ml.adapters.torch import batch_loader
 from pd4ml.graphs import neighbours_to_edge_index
@@ -69,10 +69,9 @@ class GraphEvents(Dataset[Data]):
     def __init__(self, data: PreparedData, weights: str | None = None) -> None:
         kind = check_graph(data)  # a clear error for splits without a (matching) graph
         self.kind = kind
-        names = [name for name in data.arrays if name != "adjacency"]
-        per_event = [name for name in names if name not in SHARED_ARRAYS and name != "weights"]
-        per_event = [name for name in per_event if data[name].shape[:1] == data.labels.shape]
-        self.events = EventArrays(data, per_event, weights)
+        # every per-event array but the stored dense adjacency (P² bytes per event, unused)
+        names = [name for name in per_event_arrays(data) if name not in ("adjacency", "weights")]
+        self.events = EventArrays(data, names, weights)
         self.dataset = str(data.metadata.get("dataset", ""))
         self.image_shape = data.metadata.get("info", {}).get("image_shape")
         self.node_arrays = self._node_arrays(data)

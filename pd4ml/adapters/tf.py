@@ -114,7 +114,7 @@ class TfEvents:
             """The batches of the epoch with this key (deterministic: recomputed if dropped)."""
             if epoch not in plans:
                 while len(plans) >= 4:  # a few live iterators at most; drop the oldest
-                    del plans[min(plans)]
+                    del plans[next(iter(plans))]
                 plans[epoch] = list(
                     batch_rows(
                         len(self),
