@@ -56,3 +56,22 @@ class UnavailableError(DownloadError):
 
 class ConversionError(Pd4mlError):
     """A raw file could not be converted into arrays (wrong layout, truncated, corrupted)."""
+
+
+class DiskFullError(Pd4mlError, OSError):
+    """Not enough free disk space to write a file (the message names the path, the bytes needed
+    and the bytes free, and says how to point ``PD4ML_DATA_DIR`` at a larger disk)."""
+
+
+class CertificateError(DownloadError):
+    """TLS certificate verification failed (not retried: the message names
+    ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE``)."""
+
+
+class DamagedCacheError(Pd4mlError):
+    """A converted or prepared array in the cache is truncated or does not match the checksum
+    recorded when it was written (the message says which command rebuilds it)."""
+
+
+class RegistrationError(Pd4mlError, TypeError):
+    """A dataset class that cannot be registered (no explicit ``name``, or a name taken)."""
