@@ -12,6 +12,7 @@ Configuration is by environment variables (``PD4ML_DATA_DIR``, ``PD4ML_SHARED_DA
 ``PD4ML_MIRROR``, ``PD4ML_OFFLINE``); see :mod:`pd4ml.config`.
 """
 
+import pd4ml.adapters  # noqa: F401  (registers the framework views: torch, pyg, tf)
 from pd4ml._version import __version__
 from pd4ml.citation import cite
 from pd4ml.config import Settings

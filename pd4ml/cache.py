@@ -91,16 +91,21 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         yield temporary
-        if final.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-            os.replace(final, trash / final.name)
-            os.replace(temporary, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(temporary, final)
+        replace_directory(temporary, final)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
+
+
+def replace_directory(source: Path, final: Path) -> None:
+    """Move the directory ``source`` to ``final`` atomically, replacing an older ``final``."""
+    if final.exists():
+        trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, trash / final.name)
+        os.replace(source, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(source, final)
 
 
 class Cache:

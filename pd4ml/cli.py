@@ -23,62 +23,10 @@ from pd4ml.config import Settings
 from pd4ml.errors import Pd4mlError, UnknownNameError
 from pd4ml.fetch import Fetcher
 from pd4ml.fetch.archives import archive_urls
-from pd4ml.manifest import DatasetManifest, bundled_manifests, find_manifest
+from pd4ml.manifest import DatasetManifest, bundled_manifests, find_manifest, human_size
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-
-
-def human_size(size: int | None) -> str:
-    """``1.6 GB``-style sizes (decimal units, as archives print them)."""
-    if size is None:
-        return "unknown"
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
-
-
-def render_info(manifest: DatasetManifest) -> str:
-    """A plain-text card of a dataset: description, versions, files, checksums, DOI, licence."""
-    lines = [
-        f"{manifest.display_name} ({manifest.name}) — {manifest.task}",
-        "",
-        manifest.description,
-        "",
-        f"licence: {manifest.licence}",
-    ]
-    if manifest.aliases:
-        lines.append(f"aliases: {', '.join(manifest.aliases)}")
-    if manifest.homepage:
-        lines.append(f"homepage: {manifest.homepage}")
-    for version in manifest.versions:
-        source = version.source
-        default = " (default)" if version.name == manifest.default_version else ""
-        lines += ["", f"version {version.name}{default}: {version.title}"]
-        where = f"{source.kind}" + (f" record {source.record}" if source.record else "")
-        lines.append(f"  archive: {where}; status: {source.status}")
-        if source.status_note:
-            lines.append(f"  note: {source.status_note}")
-        if source.doi:
-            lines.append(f"  DOI: {source.doi}")
-        if source.concept_doi:
-            lines.append(f"  concept DOI (all versions): {source.concept_doi}")
-        if version.synthetic:
-            lines.append("  SYNTHETIC test data")
-        for entry in version.files:
-            checksums = ", ".join(map(str, entry.checksums)) or "taken from the record API"
-            if entry.checksum_origin == "third-party":
-                checksums += " (from a third party; the record API is checked first)"
-            if entry.checksum_origin == "none":
-                checksums = "none published (sha256 recorded on first download)"
-            feeds = f" → {', '.join(entry.feeds)}" if entry.feeds else ""
-            lines.append(f"  - {entry.key}  {human_size(entry.size)}  {checksums}{feeds}")
-            if entry.note:
-                lines.append(f"      {entry.note}")
-    return "\n".join(lines) + "\n"
 
 
 def _manifests(names: Sequence[str]) -> list[DatasetManifest]:
@@ -108,7 +56,7 @@ def _command_list(args: argparse.Namespace, settings: Settings, console: Console
 
 
 def _command_info(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    console.print(render_info(find_manifest(args.name)), markup=False, highlight=False)
+    console.print(find_manifest(args.name).card(), markup=False, highlight=False)
     return 0
 
 

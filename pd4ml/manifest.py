@@ -58,6 +58,18 @@ def safe_key(key: str) -> PurePosixPath:
     return path
 
 
+def human_size(size: int | None) -> str:
+    """``1.6 GB``-style sizes (decimal units, as archives print them)."""
+    if size is None:
+        return "unknown"
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
 @dataclass(frozen=True)
 class Citation:
     """One BibTeX entry: the dataset's DOI record, a paper, or software."""
@@ -199,6 +211,45 @@ class DatasetManifest:
     def doi(self) -> str | None:
         """The DOI of the default version's archive record."""
         return self.version().source.doi
+
+    def card(self) -> str:
+        """A plain-text card of a dataset: description, versions, files, checksums, DOI, licence."""
+        lines = [
+            f"{self.display_name} ({self.name}) — {self.task}",
+            "",
+            self.description,
+            "",
+            f"licence: {self.licence}",
+        ]
+        if self.aliases:
+            lines.append(f"aliases: {', '.join(self.aliases)}")
+        if self.homepage:
+            lines.append(f"homepage: {self.homepage}")
+        for version in self.versions:
+            source = version.source
+            default = " (default)" if version.name == self.default_version else ""
+            lines += ["", f"version {version.name}{default}: {version.title}"]
+            where = f"{source.kind}" + (f" record {source.record}" if source.record else "")
+            lines.append(f"  archive: {where}; status: {source.status}")
+            if source.status_note:
+                lines.append(f"  note: {source.status_note}")
+            if source.doi:
+                lines.append(f"  DOI: {source.doi}")
+            if source.concept_doi:
+                lines.append(f"  concept DOI (all versions): {source.concept_doi}")
+            if version.synthetic:
+                lines.append("  SYNTHETIC test data")
+            for entry in version.files:
+                checksums = ", ".join(map(str, entry.checksums)) or "taken from the record API"
+                if entry.checksum_origin == "third-party":
+                    checksums += " (from a third party; the record API is checked first)"
+                if entry.checksum_origin == "none":
+                    checksums = "none published (sha256 recorded on first download)"
+                feeds = f" → {', '.join(entry.feeds)}" if entry.feeds else ""
+                lines.append(f"  - {entry.key}  {human_size(entry.size)}  {checksums}{feeds}")
+                if entry.note:
+                    lines.append(f"      {entry.note}")
+        return "\n".join(lines) + "\n"
 
     def bibtex(self) -> str:
         """All citations as one BibTeX string."""

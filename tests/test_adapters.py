@@ -4,7 +4,7 @@ served by the loopback archive server, through the real download → convert →
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from pd4ml import (
     TopTagging,
 )
 from pd4ml.adapters.common import ADJACENCY_VERSION, batch_rows, count_batches, dense_adjacency
+from pd4ml.adapters.original import adjacency, original_inputs
 from pd4ml.config import Settings
 from pd4ml.datasets.base import Dataset, PreparedData
 from pd4ml.graphs import decay_tree_dense, grid_neighbours, neighbours_to_dense
@@ -145,7 +146,7 @@ class World:
         graph = case.graph if graph is None else graph
         if (name, graph) not in self.prepared:
             self.prepared[name, graph] = self.variant(name).load_data(
-                "train", graph, settings=self.settings, **case.params
+                "train", graph=graph, settings=self.settings, **case.params
             )
         return self.prepared[name, graph]
 
@@ -310,7 +311,7 @@ def test_plain_dataloader_collates_single_events(world: World) -> None:
 
 def test_max_events_keeps_shared_arrays_whole(world: World) -> None:
     variant = world.variant("airshower")
-    data = variant.load_data("train", True, max_events=10, settings=world.settings)
+    data = variant.load_data("train", graph=True, max_events=10, settings=world.settings)
     assert data.n_events == 10
     assert data["grid_neighbours"].shape == (81, 8)
     assert data["station_positions"].shape == (81, 3)
@@ -391,7 +392,7 @@ def test_pyg_refuses_datasets_without_a_graph(world: World, name: str) -> None:
 @pytest.mark.parametrize("name", GRAPH_CASES)
 def test_original_load_data_convention(world: World, name: str) -> None:
     data = world.data(name)
-    X, y = data
+    X, y = original_inputs(data)
     assert set(X) == {"features", "adj_matrix"}
     np.testing.assert_array_equal(y, data.labels)
     features, adjacency = X["features"], X["adj_matrix"]
@@ -418,22 +419,22 @@ def test_original_load_data_convention(world: World, name: str) -> None:
         reference = neighbours_to_dense(neighbours[None], valid[None])[0]
     np.testing.assert_array_equal(adjacency[event], reference)
     np.testing.assert_array_equal(dense_adjacency(data, slice(event, event + 1))[0], reference)
-    plain, labels = world.data(name, graph=False)
+    plain, labels = original_inputs(world.data(name, graph=False))
     assert isinstance(plain["features"], list) and len(plain["features"]) == 1
     np.testing.assert_array_equal(labels, data.labels)
 
 
 def test_original_dense_adjacency_is_stored_once_and_memory_mapped(world: World) -> None:
     data = world.data("top_tagging")
-    first = data.adjacency()
+    first = adjacency(data)
     assert isinstance(first, np.memmap)
     stored = data.directory / f"adj_matrix-v{ADJACENCY_VERSION}.npy"
     assert data.directory is not None and stored.is_file()
     assert not list(data.directory.glob(".adj_matrix-*"))  # no temporary left behind
     again = world.variant("top_tagging").load_data(
-        "train", True, max_events=7, settings=world.settings, **CASES["top_tagging"].params
+        "train", graph=True, max_events=7, settings=world.settings, **CASES["top_tagging"].params
     )
-    X, _ = again
+    X, _ = original_inputs(again)
     assert X["adj_matrix"].shape[0] == 7
     np.testing.assert_array_equal(X["adj_matrix"], first[:7])
 
@@ -463,7 +464,7 @@ def test_tf_batches_equal_load_data_slices(world: World, tf: Any, name: str) -> 
 def test_tf_original_inputs(world: World, tf: Any, name: str) -> None:
     data = world.data(name)
     inputs, labels, _ = next(iter(data.tf().dataset(batch_size=8, original=True)))
-    X, y = data
+    X, y = original_inputs(data)
     assert set(inputs) == {"features", "adj_matrix"}
     np.testing.assert_array_equal(inputs["features"].numpy(), X["features"][:8])
     np.testing.assert_array_equal(inputs["adj_matrix"].numpy(), X["adj_matrix"][:8])
@@ -529,21 +530,36 @@ def test_isolated_real_nodes_get_self_loops_in_the_original_form(world: World) -
         assert not adjacency[event, counts[event] :].any()
     # TopTagging's stored dense form (dense_adjacency=True) is the transpose, self-loops too
     stored = world.variant("top_tagging").load_data(
-        "train", True, dense_adjacency=True, settings=world.settings, **CASES["top_tagging"].params
+        "train",
+        graph=True,
+        dense_adjacency=True,
+        settings=world.settings,
+        **CASES["top_tagging"].params,
     )
     np.testing.assert_array_equal(np.swapaxes(stored["adjacency"], 1, 2), adjacency)
-    X, _ = stored
+    X, _ = original_inputs(stored)
     np.testing.assert_array_equal(X["adj_matrix"], adjacency)
 
 
-def test_positional_path_as_in_the_original(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_data_takes_only_the_split_positionally(world: World) -> None:
+    """The second positional argument never means "graph or path" by its type (keywords only)."""
     variant = world.variant("spinodal")
-    monkeypatch.setenv("PD4ML_DATA_DIR", str(world.settings.data_dir))
-    monkeypatch.setenv("PD4ML_SHARED_DATA", "")
-    X, _ = variant.load_data("train", str(world.settings.data_dir))
-    assert isinstance(X["features"], list)
+    with pytest.raises(TypeError, match="positional"):
+        variant.load_data("train", str(world.settings.data_dir))  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        variant.load_data("train", True)  # type: ignore[misc]
     with pytest.raises(TypeError, match="graph must be True or False"):
-        variant.load_data("train", 3, settings=world.settings)
+        variant.load_data("train", graph=3, settings=world.settings)  # type: ignore[arg-type]
+
+
+def test_prepared_data_is_a_mapping(world: World) -> None:
+    data = world.data("spinodal", graph=False)
+    assert isinstance(data, Mapping)
+    assert list(data) == list(data.keys()) == list(data.arrays)
+    assert dict(data).keys() == data.arrays.keys()
+    assert "features" in data and len(data) == len(data.arrays)
+    with pytest.raises(ValueError, match="unpack"):
+        _x, _y = data  # a mapping of more than two arrays never unpacks silently as (X, y)
 
 
 def test_distributed_ranks_share_the_batches(world: World) -> None:
@@ -567,13 +583,13 @@ def test_bad_rows_and_graphs_are_refused(world: World) -> None:
     with pytest.raises(ValueError, match="batch_size"):
         events.loader(batch_size=0)
     voxels = world.variant("calice_ahcal").load_data(
-        "train", True, representation="voxels", settings=world.settings
+        "train", graph=True, representation="voxels", settings=world.settings
     )
     with pytest.raises(ValueError, match="representation='cloud'"):
-        iter(voxels).__next__()
+        original_inputs(voxels)
     higgs = world.data("higgsml")
     with pytest.raises(ValueError, match="load it with load_data"):
-        higgs.adjacency()
+        adjacency(higgs)
 
 
 def test_tf_several_live_iterators(world: World, tf: Any) -> None:

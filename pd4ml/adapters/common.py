@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 
 _IMPORTED_IN = os.getpid()
 
-#: Prepared arrays that describe the detector, not an event: the same for every event.
-SHARED_ARRAYS = frozenset({"grid_neighbours", "grid_mask", "station_positions"})
-
 #: Version of the dense-adjacency convention (in the name of the stored ``adj_matrix`` file).
 ADJACENCY_VERSION = 2
 
@@ -109,12 +106,8 @@ def count_batches(n_events: int, batch_size: int, drop_last: bool) -> int:
 
 
 def per_event_arrays(data: PreparedData) -> list[str]:
-    """Names of the arrays of ``data`` with one entry per event (not :data:`SHARED_ARRAYS`)."""
-    return [
-        name
-        for name in data.arrays
-        if name not in SHARED_ARRAYS and data[name].shape[:1] == data.labels.shape
-    ]
+    """Names of the arrays of ``data`` with one entry per event (as recorded by the writer)."""
+    return data.per_event()
 
 
 class EventArrays:
@@ -157,9 +150,7 @@ class EventArrays:
             weights = "weights"
         self.weight_name = weights
         self.names = tuple(chosen)
-        self.shared = {
-            name: np.asarray(data[name]) for name in data.arrays if name in SHARED_ARRAYS
-        }
+        self.shared = {name: np.asarray(data[name]) for name in data.arrays if name in data.shared}
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -167,7 +158,7 @@ class EventArrays:
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from pd4ml.datasets.base import open_prepared
+        from pd4ml.datasets.pipeline import open_prepared
 
         directory, max_events = state["data"]
         state["data"] = open_prepared(Path(directory), max_events, quiet=True)

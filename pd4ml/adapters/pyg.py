@@ -48,13 +48,6 @@ from pd4ml.graphs import neighbours_to_edge_index
 if TYPE_CHECKING:
     from pd4ml.datasets.base import PreparedData
 
-#: Where node positions are, by dataset: (array, slice of its last axis).
-POSITIONS: dict[str, tuple[str, slice]] = {
-    "top_tagging": ("features", slice(2, 4)),
-    "smartbkg": ("features", slice(2, 5)),
-    "calice_ahcal": ("features", slice(0, 3)),
-    "airshower": ("station_positions", slice(0, 3)),
-}
 _GRAPH_ARRAYS = {"neighbours", "neighbour_mask", "edges", "edge_mask", "adjacency"}
 
 
@@ -74,6 +67,7 @@ class GraphEvents(Dataset[Data]):
         self.events = EventArrays(data, names, weights)
         self.dataset = str(data.metadata.get("dataset", ""))
         self.image_shape = data.metadata.get("info", {}).get("image_shape")
+        self.positions: dict[str, Any] | None = data.metadata.get("node_positions")
         self.node_arrays = self._node_arrays(data)
         self.grid_edge_index: torch.Tensor | None = None
         self.grid_positions: torch.Tensor | None = None
@@ -99,10 +93,11 @@ class GraphEvents(Dataset[Data]):
         ]
 
     def _grid_positions(self, data: PreparedData) -> torch.Tensor:
-        if self.dataset in POSITIONS:
-            name, columns = POSITIONS[self.dataset]
-            if name in self.events.shared:
-                return torch.from_numpy(np.array(self.events.shared[name][:, columns]))
+        positions = data.metadata.get("node_positions")
+        if positions is not None and positions["array"] in self.events.shared:
+            start, stop = positions["columns"]
+            shared = self.events.shared[positions["array"]]
+            return torch.from_numpy(np.array(shared[:, start:stop]))
         features = data["features"]
         if features.ndim == 4:
             height, width = features.shape[2:]
@@ -181,10 +176,9 @@ class GraphEvents(Dataset[Data]):
     def _positions(self, features: np.ndarray, event: int, n_nodes: int) -> torch.Tensor | None:
         if self.kind == "grid":
             return self.grid_positions
-        if self.dataset in POSITIONS:
-            name, columns = POSITIONS[self.dataset]
-            if name == "features":
-                return torch.from_numpy(np.ascontiguousarray(features[event, :n_nodes, columns]))
+        if self.positions is not None and self.positions["array"] == "features":
+            start, stop = self.positions["columns"]
+            return torch.from_numpy(np.ascontiguousarray(features[event, :n_nodes, start:stop]))
         return None
 
     def loader(

@@ -1,4 +1,7 @@
-"""Dataset classes. Each module defines one dataset; importing this package registers them."""
+"""Dataset classes, one module per dataset, and the machinery they share.
+
+Importing this package registers the built-in datasets, explicitly and in this order.
+"""
 
 from pd4ml.datasets.airshower import Airshower
 from pd4ml.datasets.base import (
@@ -10,6 +13,7 @@ from pd4ml.datasets.base import (
     datasets,
     get,
     load,
+    register,
     unregister,
 )
 from pd4ml.datasets.calice_ahcal import CaliceAHCAL
@@ -19,7 +23,22 @@ from pd4ml.datasets.images import EOS, Spinodal
 from pd4ml.datasets.smartbkg import SmartBKG
 from pd4ml.datasets.top_tagging import TopTagging
 
+#: The built-in datasets, in registration order.
+BUILT_IN: tuple[type[Dataset], ...] = (
+    HiggsML,
+    TopTagging,
+    SmartBKG,
+    Spinodal,
+    EOS,
+    Airshower,
+    CaliceAHCAL,
+    ILDPhotonShowers,
+)
+for _dataset in BUILT_IN:
+    register(_dataset)
+
 __all__ = [
+    "BUILT_IN",
     "EOS",
     "Airshower",
     "ArrayWriter",
@@ -36,5 +55,6 @@ __all__ = [
     "datasets",
     "get",
     "load",
+    "register",
     "unregister",
 ]

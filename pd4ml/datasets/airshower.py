@@ -63,6 +63,7 @@ class Airshower(Dataset):
     """Air-shower Xmax regression (see the module docstring for shapes and units)."""
 
     name = "airshower"
+    node_positions = ("station_positions", 0, 3)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise_target": True}
 
     @classmethod
@@ -116,7 +117,12 @@ class Airshower(Dataset):
                 split_off_validation(path, writer, sources, xmax, False, info, features)
             else:
                 for name, source in sources.items():
-                    writer.save("test", name, np.load(source).astype(np.float32))
+                    writer.save(
+                        "test",
+                        name,
+                        np.load(source).astype(np.float32),
+                        per_event=name != "station_positions",
+                    )
                 writer.save("test", "labels", xmax)
                 writer.describe("test", features=features, labels="labels", info=info)
         for item in scratch.iterdir():
@@ -170,13 +176,16 @@ class Airshower(Dataset):
             xmax = (xmax - float(statistics["xmax_mean"])) / float(statistics["xmax_scale"])
         writer.save(split, "labels", xmax.astype(np.float32))
         writer.save(
-            split, "station_positions", np.asarray(raw["station_positions"], dtype=np.float32)
+            split,
+            "station_positions",
+            np.asarray(raw["station_positions"], dtype=np.float32),
+            per_event=False,
         )
         names = ["features", "station_mask", "station_positions", "labels"]
         if params["graph"]:
             neighbours, valid = grid_neighbours(*GRID, 8)
-            writer.save(split, "grid_neighbours", neighbours)
-            writer.save(split, "grid_mask", valid)
+            writer.save(split, "grid_neighbours", neighbours, per_event=False)
+            writer.save(split, "grid_mask", valid, per_event=False)
             names += ["grid_neighbours", "grid_mask"]
         writer.describe_arrays(
             split,

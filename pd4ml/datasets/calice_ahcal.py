@@ -155,6 +155,7 @@ class CaliceAHCAL(Dataset):
     """CALICE AHCAL pion showers, energy regression (see the module docstring)."""
 
     name = "calice_ahcal"
+    node_positions = ("features", 0, 3)
     branches: ClassVar[Mapping[str, str]] = DEFAULT_BRANCHES
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"representation": "cloud"}
 

@@ -113,8 +113,8 @@ class HistogramDataset(Dataset, register=False):
         names = ["features", "labels"]
         if params["graph"]:
             neighbours, valid = grid_neighbours(height, width, 8)
-            writer.save(split, "grid_neighbours", neighbours)
-            writer.save(split, "grid_mask", valid)
+            writer.save(split, "grid_neighbours", neighbours, per_event=False)
+            writer.save(split, "grid_mask", valid, per_event=False)
             names += ["grid_neighbours", "grid_mask"]
         writer.describe_arrays(
             split, names, {"image_shape": [height, width], "form": params["form"]}

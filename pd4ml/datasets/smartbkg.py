@@ -81,6 +81,7 @@ class SmartBKG(Dataset):
     """The Belle II selective-MC dataset (see the module docstring for shapes)."""
 
     name = "smartbkg"
+    node_positions = ("features", 2, 5)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {
         "num_pdg": 182,
         "one_hot": False,

@@ -50,7 +50,7 @@ def split_off_validation(
             if array.shape[:1] == labels.shape:
                 writer.save(split, name, np.asarray(array[rows]))
             else:
-                writer.save(split, name, np.asarray(array))
+                writer.save(split, name, np.asarray(array), per_event=False)
         writer.save(split, "labels", labels[rows])
         writer.describe(
             split,

@@ -143,6 +143,7 @@ class TopTagging(Dataset):
     """The Top Quark Tagging Reference Dataset (see the module docstring for shapes)."""
 
     name = "top_tagging"
+    node_positions = ("features", 2, 4)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {
         "n_constituents": 100,
         "k": 7,

@@ -1,0 +1,307 @@
+"""The convert/prepare pipeline: raw files → converted split → prepared split, each built once.
+
+Conversion and preparation run in a staging directory under an inter-process lock and are
+renamed into place when complete, so a killed process never leaves a half-written split; a
+staging directory left by a killed process is removed by the next run that takes the same
+lock (and by ``pd4ml cache clean --partial``). Splits are opened through one path
+(:func:`pd4ml.datasets.storage.open_arrays`): a split whose files are missing or of the wrong
+size is rebuilt, with a warning, instead of crashing; warm loads never hash.
+
+The prepared-cache key is the dataset, its version, the explicit ``converter_version`` and
+``prepare_version`` of the dataset class (bumped by hand when the output changes; a
+fingerprint test fails when the output changes without a bump) and the parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pd4ml._logging import get_logger
+from pd4ml._version import __version__
+from pd4ml.cache import Cache, atomic_directory, read_json, replace_directory, write_json_atomic
+from pd4ml.config import Settings
+from pd4ml.datasets.results import LoadMetadata, LoadResult, PreparedData
+from pd4ml.datasets.storage import (
+    STORAGE_VERSION,
+    ArrayWriter,
+    damaged_arrays,
+    open_arrays,
+    remove_stale_staging,
+    staging_directory,
+)
+from pd4ml.errors import ConversionError, DamagedCacheError, DiskFullError
+from pd4ml.fetch import Fetcher
+from pd4ml.fetch.locking import exclusive
+from pd4ml.manifest import DatasetVersion
+
+if TYPE_CHECKING:
+    from pd4ml.datasets.base import Dataset
+
+log = get_logger("datasets")
+
+#: Lock file names, relative to a version directory.
+CONVERT_LOCK = Path(".pd4ml") / "convert.lock"
+
+
+def prepare_lock(version_dir: Path, key: str) -> Path:
+    """The lock under which the prepared splits of ``key`` are written."""
+    return version_dir / "prepared" / ".pd4ml" / f"{key}.lock"
+
+
+def current_split(directory: Path, cls: type[Dataset], *, quiet: bool = False) -> bool:
+    """Whether ``directory`` holds a complete converted split of the current layout."""
+    meta = read_json(directory / "meta.json")
+    if not isinstance(meta, dict) or meta.get("converter_version") != cls.converter_version:
+        return False
+    if meta.get("storage_version") != STORAGE_VERSION:
+        return False
+    problems = damaged_arrays(directory, meta)
+    if problems and not quiet:
+        log.warning("%s is damaged (%s); it will be rebuilt", directory, "; ".join(problems))
+    return not problems
+
+
+def find_split(
+    cls: type[Dataset], settings: Settings, version: DatasetVersion, split: str
+) -> Path | None:
+    """A complete, current converted split in a shared layer or the user cache."""
+    cache = Cache(settings)
+    for root in (*settings.shared_dirs, settings.data_dir):
+        directory = cache.arrays_dir(cls.manifest().name, version.name, root) / split
+        if current_split(directory, cls):
+            return directory
+    return None
+
+
+def build_split(
+    cls: type[Dataset], settings: Settings, version: DatasetVersion, split: str, force: bool
+) -> Path:
+    """Fetch the raw files of ``split`` and convert them (once, under the conversion lock)."""
+    manifest = cls.manifest()
+    fetcher = Fetcher(settings)
+    local = fetcher.fetch(manifest, version, cls.files_for_split(version, split), force=force)
+    cache = Cache(settings)
+    arrays = cache.arrays_dir(manifest.name, version.name)
+    lock = cache.version_dir(manifest.name, version.name) / CONVERT_LOCK
+    with exclusive(lock, f"conversion of {manifest.name} {version.name}"):
+        if not force:
+            existing = find_split(cls, settings, version, split)
+            if existing is not None:
+                return existing
+        freed = remove_stale_staging(arrays, ".convert-")
+        if freed:
+            log.info("removed %.1f MB of staging left by an interrupted conversion", freed / 1e6)
+        staging = staging_directory(arrays, ".convert-")
+        try:
+            writer = ArrayWriter(staging)
+            started = time.monotonic()
+            log.info("converting %s %s (%s)", manifest.name, version.name, split)
+            cls.convert({key: item.path for key, item in local.items()}, version, writer, split)
+            if split not in writer.splits:
+                raise ConversionError(f"{cls.__name__}.convert did not produce split {split!r}")
+            sources = sorted({item.origin for item in local.values()})
+            for written, description in writer.splits.items():
+                meta = {
+                    **description,
+                    "dataset": manifest.name,
+                    "version": version.name,
+                    "split": written,
+                    "converter_version": cls.converter_version,
+                    "storage_version": STORAGE_VERSION,
+                    "array_files": writer.records(written),
+                    "pd4ml_version": __version__,
+                    "synthetic": version.synthetic,
+                    "source": "synthetic" if version.synthetic else "+".join(sources),
+                    "files": {key: item.checksum for key, item in local.items()},
+                    "converted_at": time.time(),
+                }
+                write_json_atomic(staging / written / "meta.json", meta)
+                replace_directory(staging / written, arrays / written)
+            log.info("converted in %.1f s", time.monotonic() - started)
+        except (ConversionError, DiskFullError):
+            raise
+        except (OSError, ValueError, KeyError, IndexError) as error:
+            names = ", ".join(str(item.path) for item in local.values())
+            raise ConversionError(
+                f"converting {names} failed: {type(error).__name__}: {error}"
+            ) from error
+        finally:
+            remove_stale_staging(arrays, staging.name)
+    return arrays / split
+
+
+def open_split(
+    cls: type[Dataset], directory: Path, version: DatasetVersion, split: str, max_events: int | None
+) -> LoadResult:
+    """A converted split as a :class:`LoadResult` of memory maps."""
+    meta = read_json(directory / "meta.json")
+    if not isinstance(meta, dict):
+        raise DamagedCacheError(f"{directory}/meta.json is missing or unreadable")
+    arrays, shared = open_arrays(directory, meta, max_events)
+    features = [arrays[name] for name in meta["features"]]
+    labels = arrays[meta["labels"]]
+    weights = arrays[meta["weights"]] if meta.get("weights") else None
+    extra = {name: arrays[name] for name in meta.get("extra", [])}
+    manifest = cls.manifest()
+    metadata = LoadMetadata(
+        dataset=manifest.name,
+        version=version.name,
+        split=split,
+        n_events=int(labels.shape[0]),
+        doi=version.source.doi,
+        source=meta.get("source", "unknown"),
+        synthetic=bool(meta.get("synthetic", False)),
+        files=dict(meta.get("files", {})),
+        extra=dict(meta.get("info", {})),
+    )
+    if metadata.synthetic:
+        log.warning("%s %s is SYNTHETIC test data, not a real dataset", manifest.name, split)
+    return LoadResult(features, labels, weights, tuple(meta["features"]), metadata, extra, shared)
+
+
+# -- preparation ---------------------------------------------------------------------------------
+def prepared_key(cls: type[Dataset], version: DatasetVersion, params: Mapping[str, Any]) -> str:
+    """Cache key of a preparation: dataset, version, explicit code versions and parameters."""
+    payload = {
+        "dataset": cls.manifest().name,
+        "version": version.name,
+        "converter_version": cls.converter_version,
+        "prepare_version": cls.prepare_version,
+        "storage_version": STORAGE_VERSION,
+        "params": {key: params[key] for key in sorted(params)},
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def current_prepared(directory: Path) -> bool:
+    """Whether ``directory`` holds a complete prepared split of the current layout."""
+    meta = read_json(directory / "meta.json")
+    if not isinstance(meta, dict) or meta.get("storage_version") != STORAGE_VERSION:
+        return False
+    problems = damaged_arrays(directory, meta)
+    if problems:
+        log.warning("%s is damaged (%s); it will be rebuilt", directory, "; ".join(problems))
+    return not problems
+
+
+def needs_statistics(cls: type[Dataset]) -> bool:
+    """Whether the dataset fits statistics on train (it overrides ``fit_statistics``)."""
+    from pd4ml.datasets.base import Dataset
+
+    return getattr(cls.fit_statistics, "__func__", None) is not getattr(
+        Dataset.fit_statistics, "__func__", None
+    )
+
+
+def statistics(
+    cls: type[Dataset],
+    root: Path,
+    version: DatasetVersion,
+    params: Mapping[str, Any],
+    settings: Settings,
+) -> dict[str, np.ndarray]:
+    """The train statistics of a preparation: read when stored, else fitted once and stored.
+
+    Datasets that fit nothing never load (or download) train for them.
+    """
+    if not needs_statistics(cls):
+        return {}
+    folder = root / "statistics"
+    meta = read_json(folder / "meta.json")
+    if isinstance(meta, dict):
+        try:
+            return {
+                name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in meta["arrays"]
+            }
+        except (OSError, ValueError) as error:
+            log.warning("stored statistics in %s are unreadable (%s); refitting", folder, error)
+    remove_stale_staging(root, ".statistics.tmp-")
+    train = cls.load("train", settings=settings, version=version.name)
+    fitted = cls.fit_statistics(train, params)
+    with atomic_directory(folder) as staging:
+        for name, value in fitted.items():
+            np.save(staging / f"{name}.npy", np.asarray(value), allow_pickle=False)
+        write_json_atomic(
+            staging / "meta.json",
+            {"arrays": sorted(fitted), "fitted_on": "train", "n_events": train.n_events},
+        )
+    return fitted
+
+
+def prepare_split(
+    cls: type[Dataset],
+    root: Path,
+    split: str,
+    raw: LoadResult,
+    fitted: Mapping[str, np.ndarray],
+    params: Mapping[str, Any],
+) -> None:
+    """Run ``cls.prepare`` for ``split`` in a staging directory and move it into place.
+
+    Call with the preparation lock held: staging left in ``root`` by a killed run is removed.
+    """
+    remove_stale_staging(root, ".prepare-")
+    staging = staging_directory(root, ".prepare-")
+    try:
+        writer = ArrayWriter(staging)
+        started = time.monotonic()
+        cls.prepare(raw, fitted, params, writer, split)
+        if split not in writer.splits:
+            raise ConversionError(f"{cls.__name__}.prepare did not produce split {split!r}")
+        meta = {
+            **writer.splits[split],
+            "dataset": raw.metadata.dataset,
+            "version": raw.metadata.version,
+            "split": split,
+            "params": dict(params),
+            "prepare_version": cls.prepare_version,
+            "storage_version": STORAGE_VERSION,
+            "array_files": writer.records(split),
+            "node_positions": node_positions(cls, writer.splits[split]["arrays"]),
+            "statistics": {
+                name: np.asarray(value).tolist()
+                if np.asarray(value).size <= 64
+                else f"{np.asarray(value).shape} array"
+                for name, value in fitted.items()
+            },
+            "source": raw.metadata.source,
+            "synthetic": raw.metadata.synthetic,
+            "files": dict(raw.metadata.files),
+            "pd4ml_version": __version__,
+            "prepared_at": time.time(),
+            "seconds": time.monotonic() - started,
+        }
+        write_json_atomic(staging / split / "meta.json", meta)
+        replace_directory(staging / split, root / split)
+        write_json_atomic(root / "params.json", dict(params))
+    finally:
+        remove_stale_staging(root, staging.name)
+
+
+def node_positions(cls: type[Dataset], names: list[str]) -> dict[str, Any] | None:
+    """The dataset's declared node positions, when their array is part of the split."""
+    if cls.node_positions is None or cls.node_positions[0] not in names:
+        return None
+    array, start, stop = cls.node_positions
+    return {"array": array, "columns": [start, stop]}
+
+
+def open_prepared(directory: Path, max_events: int | None, quiet: bool = False) -> PreparedData:
+    """Open a prepared split directory as :class:`PreparedData` (memory maps)."""
+    meta = read_json(directory / "meta.json")
+    if not isinstance(meta, dict):
+        raise DamagedCacheError(f"{directory}/meta.json is missing or unreadable")
+    arrays, shared = open_arrays(directory, meta, max_events)
+    if meta.get("synthetic") and not quiet:
+        log.warning(
+            "%s %s is SYNTHETIC test data, not a real dataset", meta["dataset"], meta["split"]
+        )
+    return PreparedData(arrays, meta, directory, max_events, shared)
