@@ -138,6 +138,17 @@ class Dataset:
         return cls.manifest().description
 
     @classmethod
+    def print_description(cls) -> None:
+        """Print the dataset card (the original pd4ml's ``print_description()``)."""
+        print(cls.info())
+
+    @classproperty
+    def datasets_register(cls) -> tuple[type[Dataset], ...]:
+        """The registered datasets in order (the original pd4ml's ``Dataset.datasets_register``;
+        iterate it and print ``.name``)."""
+        return tuple(datasets())
+
+    @classmethod
     def info(cls) -> str:
         """A human-readable card: description, versions, files, checksums, DOI, licence."""
         return cls.manifest().card()
