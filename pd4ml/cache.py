@@ -108,6 +108,55 @@ def replace_directory(source: Path, final: Path) -> None:
         os.replace(source, final)
 
 
+#: Directory names inside a version directory.
+ARRAYS_DIR = "arrays"
+PREPARED_DIR = "prepared"
+
+
+def convert_lock(version_dir: Path) -> Path:
+    """The lock held while the raw files of a version are converted."""
+    return version_dir / STATE_DIR / "convert.lock"
+
+
+def prepare_lock(version_dir: Path, key: str) -> Path:
+    """The lock held while the prepared splits of cache key ``key`` are written."""
+    return version_dir / PREPARED_DIR / STATE_DIR / f"{key}.lock"
+
+
+@dataclass(frozen=True)
+class Staging:
+    """A staging directory or temporary file, and the lock its writer holds."""
+
+    path: Path
+    lock: Path
+    kind: str
+
+    def in_use(self) -> bool:
+        """Whether a live process holds the lock (its writer is still running)."""
+        import filelock
+
+        lock = filelock.FileLock(str(self.lock))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return True
+        except OSError:
+            return False
+        lock.release()
+        return False
+
+    def size(self) -> int:
+        """Bytes held."""
+        return directory_size(self.path) if self.path.is_dir() else self.path.stat().st_size
+
+    def remove(self) -> None:
+        """Delete it."""
+        if self.path.is_dir():
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            self.path.unlink(missing_ok=True)
+
+
 class Cache:
     """Paths of the user cache and the read-only shared layers for given :class:`Settings`."""
 
@@ -202,6 +251,30 @@ class Cache:
                 if version_dir.is_dir():
                     sizes[(dataset_dir.name, version_dir.name)] = directory_size(version_dir)
         return sizes
+
+    def staging(self) -> list[Staging]:
+        """Staging directories (and temporary files) of conversions and preparations in the
+        user cache, with the lock their writer holds: left behind by a killed process unless
+        that lock is held now."""
+        found: list[Staging] = []
+        if not self.root.is_dir():
+            return found
+        for version_dir in sorted(self.root.glob("*/*")):
+            if not version_dir.is_dir() or version_dir.parent.name.startswith("."):
+                continue
+            arrays = version_dir / ARRAYS_DIR
+            for path in sorted(arrays.glob(".convert-*")):
+                found.append(Staging(path, convert_lock(version_dir), "conversion"))
+            for key_dir in sorted((version_dir / PREPARED_DIR).glob("*")):
+                if not key_dir.is_dir() or key_dir.name.startswith("."):
+                    continue
+                lock = prepare_lock(version_dir, key_dir.name)
+                for pattern in (".prepare-*", ".statistics.tmp-*"):
+                    for path in sorted(key_dir.glob(pattern)):
+                        found.append(Staging(path, lock, "preparation"))
+                for path in sorted(key_dir.glob("*/.adj_matrix-*.npy")):
+                    found.append(Staging(path, path.parent / ".adj_matrix.lock", "adjacency"))
+        return found
 
     def partial_files(self) -> list[Path]:
         """Interrupted downloads and abandoned temporary directories in the user cache."""

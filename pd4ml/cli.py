@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 from pd4ml._version import __version__
-from pd4ml.cache import Cache
+from pd4ml.cache import Cache, read_json
 from pd4ml.config import Settings
+from pd4ml.datasets.storage import verify_split
 from pd4ml.errors import Pd4mlError, UnknownNameError
 from pd4ml.fetch import Fetcher
 from pd4ml.fetch.archives import archive_urls
@@ -100,9 +101,51 @@ def _command_verify(args: argparse.Namespace, settings: Settings, console: Conso
                     f"[{colour}]{status}[/{colour}] {manifest.name} {version.name} {key} ({path})",
                     highlight=False,
                 )
+    names = {manifest.name for manifest in manifests} if args.names else None
+    arrays_checked, arrays_bad = _verify_arrays(names, settings, console)
+    checked += arrays_checked
+    bad += arrays_bad
     if not checked:
         console.print("nothing cached to verify")
     return EXIT_FAILURE if bad else 0
+
+
+def _verify_arrays(names: set[str] | None, settings: Settings, console: Console) -> tuple[int, int]:
+    """Re-hash every converted and prepared split in the user cache (of the datasets
+    ``names``, default all) against the checksums written with it."""
+    cache = Cache(settings)
+    checked = bad = 0
+    for version_dir in sorted(cache.root.glob("*/*")) if cache.root.is_dir() else []:
+        dataset, version = version_dir.parent.name, version_dir.name
+        if dataset.startswith(".") or not version_dir.is_dir():
+            continue
+        if names is not None and dataset not in names:
+            continue
+        splits = sorted((version_dir / "arrays").glob("*/meta.json"))
+        splits += sorted((version_dir / "prepared").glob("*/*/meta.json"))
+        for meta_path in splits:
+            meta = read_json(meta_path)
+            if not isinstance(meta, dict) or meta_path.parent.name == "statistics":
+                continue
+            checked += 1
+            problems = verify_split(meta_path.parent, meta)
+            where = meta_path.parent.relative_to(version_dir)
+            if problems:
+                bad += 1
+                shutil.rmtree(meta_path.parent, ignore_errors=True)  # derived: rebuilt
+                console.print(
+                    f"[red]damaged[/red] {dataset} {version} {where}: "
+                    + "; ".join(problems)
+                    + " — removed; the next load rebuilds it from the verified raw files",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            else:
+                console.print(
+                    f"[green]ok[/green] {dataset} {version} {where}",
+                    highlight=False,
+                )
+    return checked, bad
 
 
 def _command_urls(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -190,6 +233,16 @@ def _command_cache(args: argparse.Namespace, settings: Settings, console: Consol
     partial = cache.partial_files()
     if partial:
         console.print(f"{len(partial)} interrupted download(s): `pd4ml cache clean --partial`")
+    staging = [entry for entry in cache.staging() if not entry.in_use()]
+    if staging:
+        size = sum(entry.size() for entry in staging)
+        console.print(
+            f"{len(staging)} staging director(y/ies) of interrupted conversions or preparations "
+            f"({human_size(size)}): `pd4ml cache clean --partial`",
+            highlight=False,
+        )
+        for entry in staging:
+            console.print(f"  {entry.kind}: {entry.path}", highlight=False)
     return 0
 
 
@@ -201,6 +254,13 @@ def _clean_cache(args: argparse.Namespace, cache: Cache, console: Console) -> in
             else:
                 path.unlink(missing_ok=True)
             console.print(f"removed {path}", highlight=False)
+        for entry in cache.staging():
+            if entry.in_use():
+                console.print(f"kept {entry.path} (its {entry.kind} is running)", highlight=False)
+                continue
+            size = entry.size()
+            entry.remove()
+            console.print(f"removed {entry.path} ({human_size(size)})", highlight=False)
         return 0
     if not args.names and not args.all:
         raise UnknownNameError("name the dataset(s) to remove from the cache, or use --all")

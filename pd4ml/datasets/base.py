@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 
-from pd4ml.cache import Cache
+from pd4ml.cache import Cache, prepare_lock
 from pd4ml.config import Settings
 from pd4ml.datasets import pipeline
 from pd4ml.datasets.pipeline import open_prepared
@@ -340,7 +340,7 @@ class Dataset:
         root = version_dir / "prepared" / key
         directory = root / split
         if force_download or not pipeline.current_prepared(directory):
-            lock = pipeline.prepare_lock(version_dir, key)
+            lock = prepare_lock(version_dir, key)
             with exclusive(lock, f"preparing {cls.__name__}"):
                 if force_download or not pipeline.current_prepared(directory):
                     raw = cls.load(

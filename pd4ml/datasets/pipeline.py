@@ -25,7 +25,14 @@ import numpy as np
 
 from pd4ml._logging import get_logger
 from pd4ml._version import __version__
-from pd4ml.cache import Cache, atomic_directory, read_json, replace_directory, write_json_atomic
+from pd4ml.cache import (
+    Cache,
+    atomic_directory,
+    convert_lock,
+    read_json,
+    replace_directory,
+    write_json_atomic,
+)
 from pd4ml.config import Settings
 from pd4ml.datasets.results import LoadMetadata, LoadResult, PreparedData
 from pd4ml.datasets.storage import (
@@ -45,14 +52,6 @@ if TYPE_CHECKING:
     from pd4ml.datasets.base import Dataset
 
 log = get_logger("datasets")
-
-#: Lock file names, relative to a version directory.
-CONVERT_LOCK = Path(".pd4ml") / "convert.lock"
-
-
-def prepare_lock(version_dir: Path, key: str) -> Path:
-    """The lock under which the prepared splits of ``key`` are written."""
-    return version_dir / "prepared" / ".pd4ml" / f"{key}.lock"
 
 
 def current_split(directory: Path, cls: type[Dataset], *, quiet: bool = False) -> bool:
@@ -89,7 +88,7 @@ def build_split(
     local = fetcher.fetch(manifest, version, cls.files_for_split(version, split), force=force)
     cache = Cache(settings)
     arrays = cache.arrays_dir(manifest.name, version.name)
-    lock = cache.version_dir(manifest.name, version.name) / CONVERT_LOCK
+    lock = convert_lock(cache.version_dir(manifest.name, version.name))
     with exclusive(lock, f"conversion of {manifest.name} {version.name}"):
         if not force:
             existing = find_split(cls, settings, version, split)

@@ -1,0 +1,557 @@
+"""The array store and the convert/prepare pipeline: staging, full disks, damaged arrays,
+argument validation, shared arrays, the registry and the direction of imports."""
+
+from __future__ import annotations
+
+import ast
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+import pd4ml
+from pd4ml.cache import Cache, convert_lock
+from pd4ml.cli import main as cli_main
+from pd4ml.config import Settings
+from pd4ml.datasets import storage
+from pd4ml.datasets.base import ArrayWriter, Dataset
+from pd4ml.datasets.registry import register, unregister
+from pd4ml.errors import DiskFullError, RegistrationError
+from pd4ml.manifest import DatasetManifest, DatasetVersion
+from pd4ml.testing import ArchiveServer
+from pd4ml.testing.demo import write_demo_npz
+from tests.conftest import zenodo_manifest
+
+GEOMETRY = np.arange(30, dtype=np.float32).reshape(10, 3)
+
+
+def make_dataset(manifest: DatasetManifest, fit: bool = True) -> type[Dataset]:
+    """A small dataset: points from the demo npz, a shared geometry, a scaler fitted on train."""
+
+    class Jets(Dataset):
+        name = "testdata"
+        manifest_override = manifest
+        splits = ("train", "test")
+        prepare_defaults: ClassVar[Mapping[str, Any]] = {"scale": True}
+
+        @classmethod
+        def convert(
+            cls,
+            raw_files: Mapping[str, Path],
+            version: DatasetVersion,
+            writer: ArrayWriter,
+            split: str,
+        ) -> None:
+            key = "jets.npz" if "jets.npz" in raw_files else f"{split}.npz"
+            with np.load(raw_files[key]) as arrays:
+                writer.save(split, "points", arrays[f"X_{split}_0"])
+                writer.save(split, "labels", arrays[f"y_{split}"])
+            writer.save(split, "geometry", GEOMETRY, per_event=False)
+            writer.describe(split, features=["points"], labels="labels", extra=["geometry"])
+
+        @classmethod
+        def prepare(
+            cls,
+            raw: Any,
+            statistics: Mapping[str, np.ndarray],
+            params: Mapping[str, Any],
+            writer: ArrayWriter,
+            split: str,
+        ) -> None:
+            points = np.asarray(raw.X[0], dtype=np.float32)
+            if params["scale"] and "scale" in statistics:
+                points = points / statistics["scale"]
+            out = writer.empty(split, "features", points.shape, np.float32)
+            out[:] = points
+            out.flush()
+            writer.save(split, "labels", np.asarray(raw.y))
+            writer.save(split, "geometry", GEOMETRY, per_event=False)
+            writer.describe_arrays(split, ["features", "labels", "geometry"], {})
+
+    if fit:
+
+        def fit_statistics(
+            cls: type[Dataset], train: Any, params: Mapping[str, Any]
+        ) -> dict[str, np.ndarray]:
+            return {"scale": np.asarray(np.abs(train.X[0]).max(), dtype=np.float32)}
+
+        Jets.fit_statistics = classmethod(fit_statistics)  # type: ignore[assignment, method-assign]
+    return Jets
+
+
+@pytest.fixture
+def jets_file(tmp_path: Path) -> Path:
+    return write_demo_npz(tmp_path / "served" / "jets.npz", n_train=700, n_test=300, seed=4)
+
+
+@pytest.fixture
+def dataset(server: ArchiveServer, jets_file: Path) -> type[Dataset]:
+    return make_dataset(zenodo_manifest(server, 600, {"jets.npz": jets_file}))
+
+
+def arrays_dir(settings: Settings) -> Path:
+    return settings.data_dir / "testdata" / "v1" / "arrays"
+
+
+def run_cli(settings: Settings, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli_main(["--data-dir", str(settings.data_dir), *args])
+    return code, capsys.readouterr().out
+
+
+# -- item 1: staging left by killed processes -------------------------------------------------
+def test_staging_of_a_killed_conversion_is_reported_cleaned_and_removed_by_a_rerun(
+    dataset: type[Dataset], settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset.load("train", settings=settings)
+    stale = arrays_dir(settings) / ".convert-killed"
+    (stale / "train").mkdir(parents=True)
+    (stale / "train" / "points.npy").write_bytes(b"\0" * 100_000)
+    code, out = run_cli(settings, "cache", capsys=capsys)
+    assert code == 0 and "staging" in out and ".convert-killed" in out
+    code, out = run_cli(settings, "cache", "clean", "--partial", capsys=capsys)
+    assert code == 0 and not stale.exists() and "removed" in out
+    # a rerun of a conversion of the same version removes stale staging by itself
+    stale.mkdir()
+    dataset.load("test", settings=settings)
+    assert not stale.exists()
+
+
+def test_staging_of_a_running_conversion_is_kept(
+    dataset: type[Dataset], settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dataset.load("train", settings=settings)
+    staging = arrays_dir(settings) / ".convert-running"
+    staging.mkdir()
+    lock = convert_lock(settings.data_dir / "testdata" / "v1")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import filelock, time; lock = filelock.FileLock({str(lock)!r}); lock.acquire(); "
+            "print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code, out = run_cli(settings, "cache", "clean", "--partial", capsys=capsys)
+        assert code == 0 and staging.exists() and "kept" in out
+    finally:
+        holder.kill()
+        holder.wait()
+    run_cli(settings, "cache", "clean", "--partial", capsys=capsys)
+    assert not staging.exists()
+
+
+def test_staging_of_a_killed_preparation_is_removed_by_a_rerun(
+    dataset: type[Dataset], settings: Settings
+) -> None:
+    prepared = dataset.load_data("train", settings=settings)
+    assert prepared.directory is not None
+    root = prepared.directory.parent
+    stale = root / ".prepare-killed"
+    stale.mkdir()
+    assert [entry.path for entry in Cache(settings).staging()] == [stale]
+    dataset.load_data("test", settings=settings)
+    assert not stale.exists()
+
+
+def test_a_conversion_killed_by_sigkill_leaves_only_staging(
+    server: ArchiveServer, jets_file: Path, settings: Settings, tmp_path: Path
+) -> None:
+    """A real kill -9 in the middle of a conversion: nothing half-written is ever served."""
+    manifest = zenodo_manifest(server, 601, {"jets.npz": jets_file})
+    script = tmp_path / "convert.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import json, sys, time
+            from pathlib import Path
+            sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+            from pd4ml.config import Settings
+            from pd4ml.manifest import parse_manifest
+            from tests import test_storage as t
+            manifest = parse_manifest(json.loads({json.dumps(manifest_payload(manifest))!r}))
+            cls = t.make_dataset(manifest)
+            original = cls.convert.__func__
+            def slow(kls, raw, version, writer, split):
+                original(kls, raw, version, writer, split)
+                print("written", flush=True)
+                time.sleep(60)
+            cls.convert = classmethod(slow)
+            cls.load("train", settings=Settings(data_dir=Path({str(settings.data_dir)!r})))
+            """
+        )
+    )
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "written"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not (arrays_dir(settings) / "train").exists()
+    assert [entry.kind for entry in Cache(settings).staging()] == ["conversion"]
+    X, _ = make_dataset(manifest).load("train", settings=settings)
+    assert X[0].shape == (700, 16, 3)
+    assert Cache(settings).staging() == []
+
+
+def manifest_payload(manifest: DatasetManifest) -> dict[str, Any]:
+    version = manifest.version()
+    source = version.source
+    return {
+        "name": manifest.name,
+        "display_name": manifest.display_name,
+        "task": manifest.task,
+        "licence": manifest.licence,
+        "description": manifest.description,
+        "version": [
+            {
+                "name": version.name,
+                "title": version.title,
+                "synthetic": version.synthetic,
+                "source": {
+                    "kind": source.kind,
+                    "record": source.record,
+                    "base_url": source.base_url,
+                },
+                "file": [
+                    {
+                        "key": entry.key,
+                        "size": entry.size,
+                        "checksums": [str(c) for c in entry.checksums],
+                    }
+                    for entry in version.files
+                ],
+            }
+        ],
+    }
+
+
+# -- item 2: a full disk during conversion ----------------------------------------------------
+def test_full_disk_during_conversion_is_a_clear_error_and_leaves_nothing(
+    dataset: type[Dataset], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset.download(settings=settings)
+
+    def no_space(handle: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "posix_fallocate", no_space)
+    with pytest.raises(DiskFullError) as caught:
+        dataset.load("train", settings=settings)
+    message = str(caught.value)
+    assert "points.npy" in message and "bytes needed" in message and "bytes free" in message
+    assert "PD4ML_DATA_DIR" in message
+    assert not (arrays_dir(settings) / "train").exists()
+    assert Cache(settings).staging() == []
+
+
+def test_memory_mapped_outputs_reserve_their_disk_space(tmp_path: Path) -> None:
+    """The blocks of a memory-mapped output are allocated before anything is written (a
+    sparse file would fault with SIGBUS on a full disk instead)."""
+    path = tmp_path / "big.npy"
+    array = storage.allocate_npy(path, (1000, 256), np.float32)
+    assert os.stat(path).st_blocks * 512 >= 1000 * 256 * 4
+    array[:] = 1.0
+    array.flush()
+    del array
+    np.testing.assert_array_equal(np.load(path), np.ones((1000, 256), np.float32))
+
+
+def test_full_tmpfs_gives_disk_full_error_not_sigbus(tmp_path: Path) -> None:
+    """On a real 1 MB file system: a 4 MB memory-mapped output is refused cleanly."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); "
+            "the simulated-ENOSPC test covers the behaviour"
+        )
+    try:
+        code = textwrap.dedent(
+            f"""
+            import sys
+            sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+            import numpy as np
+            from pathlib import Path
+            from pd4ml.datasets.storage import ArrayWriter
+            from pd4ml.errors import DiskFullError
+            writer = ArrayWriter(Path({str(mount)!r}))
+            try:
+                out = writer.empty("train", "features", (1024, 1024), np.float32)
+                out[:] = 1.0
+            except DiskFullError as error:
+                print("DiskFullError", error)
+            """
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.returncode == 0, f"killed by signal {-result.returncode}: {result.stderr}"
+        assert "DiskFullError" in result.stdout and "bytes needed" in result.stdout
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+# -- item 4: argument validation --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("arguments", "error", "pattern"),
+    [
+        ({"max_events": -1}, ValueError, "max_events must be 0 or more"),
+        ({"max_events": True}, TypeError, "max_events must be None or a whole number"),
+        ({"max_events": "10"}, TypeError, "max_events"),
+        ({"max_events": 1.5}, TypeError, "max_events"),
+        ({"version": 5}, TypeError, "version must be a string"),
+        ({"force_download": "yes"}, TypeError, "force_download must be True or False"),
+        ({"path": 3}, TypeError, "path must be a directory"),
+    ],
+)
+def test_arguments_are_validated(
+    dataset: type[Dataset], arguments: dict[str, Any], error: type[Exception], pattern: str
+) -> None:
+    with pytest.raises(error, match=pattern):
+        dataset.load("train", **arguments)
+    with pytest.raises(error, match=pattern):
+        dataset.load_data("train", **arguments)
+
+
+def test_split_and_graph_types_are_validated(dataset: type[Dataset]) -> None:
+    with pytest.raises(TypeError, match="split must be a string"):
+        dataset.load(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="graph must be True or False"):
+        dataset.load_data("train", graph="yes")  # type: ignore[arg-type]
+
+
+def test_max_events_zero_and_numpy_integers(dataset: type[Dataset], settings: Settings) -> None:
+    X, y = dataset.load("train", settings=settings, max_events=0)
+    assert X[0].shape == (0, 16, 3) and y.shape == (0,)
+    X, y = dataset.load("train", settings=settings, max_events=np.int64(5))
+    assert y.shape == (5,)
+
+
+# -- item 7: damaged arrays -------------------------------------------------------------------
+def test_flipped_byte_is_found_by_verify_and_rebuilt(
+    dataset: type[Dataset], settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    X, _ = dataset.load("train", settings=settings)
+    expected = np.array(X[0])
+    del X
+    target = arrays_dir(settings) / "train" / "points.npy"
+    raw = bytearray(target.read_bytes())
+    raw[-5] ^= 0xFF
+    target.write_bytes(bytes(raw))
+    code, out = run_cli(settings, "verify", capsys=capsys)
+    assert code == 1 and "damaged" in out and "points.npy" in out and "SHA-256" in out
+    X, _ = dataset.load("train", settings=settings)
+    np.testing.assert_array_equal(X[0], expected)
+    code, out = run_cli(settings, "verify", capsys=capsys)
+    assert code == 0 and "damaged" not in out
+
+
+def test_prepared_arrays_are_verified_too(
+    dataset: type[Dataset], settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prepared = dataset.load_data("train", settings=settings)
+    assert prepared.directory is not None
+    target = prepared.directory / "features.npy"
+    raw = bytearray(target.read_bytes())
+    raw[-1] ^= 0x01
+    target.write_bytes(bytes(raw))
+    code, out = run_cli(settings, "verify", capsys=capsys)
+    assert code == 1 and "features.npy" in out
+
+
+def test_truncated_array_is_rebuilt_on_load(
+    dataset: type[Dataset], settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    X, _ = dataset.load("train", settings=settings)
+    expected = np.array(X[0])
+    del X
+    target = arrays_dir(settings) / "train" / "points.npy"
+    with open(target, "r+b") as handle:
+        handle.truncate(target.stat().st_size // 2)
+    X, _ = dataset.load("train", settings=settings)
+    np.testing.assert_array_equal(X[0], expected)
+    assert "damaged" in caplog.text and "rebuilt" in caplog.text
+
+
+def test_warm_loads_never_hash(
+    dataset: type[Dataset], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset.load("train", settings=settings)
+    dataset.load_data("train", settings=settings)
+
+    def forbidden(path: Path, chunk: int = 0) -> str:
+        raise AssertionError(f"a warm load hashed {path}")
+
+    monkeypatch.setattr(storage, "file_sha256", forbidden)
+    dataset.load("train", settings=settings)
+    dataset.load_data("train", settings=settings)
+
+
+def test_every_array_has_a_record(dataset: type[Dataset], settings: Settings) -> None:
+    dataset.load_data("train", settings=settings)
+    meta = json.loads((arrays_dir(settings) / "train" / "meta.json").read_text())
+    records = meta["array_files"]
+    assert set(records) == {"points", "labels", "geometry"}
+    path = arrays_dir(settings) / "train" / "points.npy"
+    assert records["points"]["bytes"] == path.stat().st_size
+    assert records["points"]["sha256"] == storage.file_sha256(path)
+    assert records["points"]["per_event"] and not records["geometry"]["per_event"]
+
+
+# -- item 10: arrays that are not per event ---------------------------------------------------
+def test_max_events_never_cuts_shared_arrays(dataset: type[Dataset], settings: Settings) -> None:
+    result = dataset.load("train", settings=settings, max_events=4)
+    assert result.y.shape == (4,) and result["geometry"].shape == (10, 3)
+    assert result.shared == frozenset({"geometry"})
+    prepared = dataset.load_data("train", settings=settings, max_events=4)
+    assert prepared["features"].shape[0] == 4 and prepared["geometry"].shape == (10, 3)
+    assert prepared.shared == frozenset({"geometry"})
+    assert prepared.per_event() == ["features", "labels"]
+
+
+# -- item 11: train is fetched only for statistics that are not stored ------------------------
+def split_files(tmp_path: Path) -> dict[str, Path]:
+    source = write_demo_npz(tmp_path / "both.npz", n_train=200, n_test=100, seed=2)
+    files = {}
+    with np.load(source) as arrays:
+        for split in ("train", "test"):
+            path = tmp_path / "served" / f"{split}.npz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, **{key: arrays[key] for key in arrays.files})
+            files[f"{split}.npz"] = path
+    return files
+
+
+def test_preparing_test_needs_no_train_without_statistics(
+    server: ArchiveServer, settings: Settings, tmp_path: Path
+) -> None:
+    from pd4ml.manifest import parse_manifest
+
+    files = split_files(tmp_path)
+    server.add_zenodo_record(602, files)
+    entries = [
+        {"key": key, "size": path.stat().st_size, "feeds": [key.split(".")[0]]}
+        for key, path in files.items()
+    ]
+    manifest = parse_manifest(
+        {
+            "name": "testdata",
+            "display_name": "Testdata",
+            "task": "classification",
+            "licence": "CC0-1.0",
+            "description": "test data",
+            "version": [
+                {
+                    "name": "v1",
+                    "title": "test",
+                    "synthetic": True,
+                    "source": {"kind": "zenodo", "record": "602", "base_url": server.url},
+                    "file": [{**entry, "checksum_origin": "none"} for entry in entries],
+                }
+            ],
+        }
+    )
+    plain = make_dataset(manifest, fit=False)
+    prepared = plain.load_data("test", settings=settings)
+    assert prepared.n_events == 100
+    assert server.count("*/train.npz") == 0, "train was downloaded for a dataset that fits nothing"
+    assert not (arrays_dir(settings) / "train").exists()
+    fitted = make_dataset(manifest, fit=True)
+    fitted.load_data("test", settings=settings, scale=False)
+    assert server.count("*/train.npz") == 1, "statistics need train: fetched once"
+
+
+# -- item 12: explicit registry ---------------------------------------------------------------
+def test_subclassing_a_built_in_dataset_does_not_replace_it() -> None:
+    class MyTop(pd4ml.TopTagging):
+        pass
+
+    class MyTopRegistered(pd4ml.TopTagging, register=False):
+        pass
+
+    assert pd4ml.get("top_tagging") is pd4ml.TopTagging
+    assert MyTop not in pd4ml.datasets() and MyTopRegistered not in pd4ml.datasets()
+
+
+def test_registration_is_explicit_and_clashes_are_errors() -> None:
+    with pytest.raises(RegistrationError, match="its own class attribute 'name'"):
+
+        class Inherited(pd4ml.TopTagging, register=True):
+            pass
+
+    with pytest.raises(RegistrationError, match="already registered"):
+
+        class Clash(pd4ml.TopTagging, register=True):
+            name = "top_tagging"
+
+    class Mine(pd4ml.TopTagging, register=True):
+        name = "my_top"
+        manifest_override = pd4ml.TopTagging.manifest()
+
+    try:
+        assert Mine in pd4ml.datasets() and pd4ml.get("top_tagging") is pd4ml.TopTagging
+    finally:
+        unregister(Mine)
+    assert Mine not in pd4ml.datasets()
+
+    class Replacement(pd4ml.TopTagging):
+        name = "top_tagging"
+
+    register(Replacement, replace=True)
+    try:
+        assert pd4ml.get("top_tagging") is Replacement
+    finally:
+        register(pd4ml.TopTagging, replace=True)
+    assert pd4ml.get("top_tagging") is pd4ml.TopTagging
+
+
+def test_registry_keeps_the_built_in_order() -> None:
+    from pd4ml.datasets import BUILT_IN
+
+    assert [cls.name for cls in pd4ml.datasets()] == [cls.name for cls in BUILT_IN]
+
+
+# -- item 24: data flows one way --------------------------------------------------------------
+LAYERS = ["manifest", "cache", "fetch", "datasets", "adapters", "models", "train", "bench", "cli"]
+PACKAGE = Path(pd4ml.__file__).parent
+
+
+def layer_of(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "pd4ml" or len(parts) < 2:
+        return None
+    name = parts[1]
+    return LAYERS.index(name) if name in LAYERS else None
+
+
+@pytest.mark.parametrize("layer", ["manifest", "fetch", "cache", "datasets", "adapters"])
+def test_nothing_imports_upward(layer: str) -> None:
+    own = LAYERS.index(layer)
+    paths = [PACKAGE / f"{layer}.py"] if (PACKAGE / f"{layer}.py").exists() else []
+    paths += sorted((PACKAGE / layer).rglob("*.py")) if (PACKAGE / layer).is_dir() else []
+    assert paths
+    upward = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = []
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+            for module in modules:
+                level = layer_of(module)
+                if level is not None and level > own:
+                    upward.append(f"{path.relative_to(PACKAGE)}:{node.lineno} imports {module}")
+    assert not upward, upward
