@@ -121,5 +121,11 @@ def shared_file(*parts: str) -> Path:
     """A file of the project's shared real-data samples (``../shared/data``, beside the clone)."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.fail(f"the shared real-data sample {path} is missing (CI provides ../shared)")
+        message = (
+            f"the shared real-data sample {path} is missing: it lives in ../shared/data beside "
+            "the clone (see Development in the README)"
+        )
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + "; under CI=true a missing sample fails the run")
+        pytest.skip(message)
     return path

@@ -20,7 +20,6 @@ def test_wheel_carries_manifests_and_works_alone(tmp_path: Path) -> None:
             "-m",
             "build",
             "--wheel",
-            "--no-isolation",
             "--outdir",
             str(out),
             str(ROOT),
@@ -40,6 +39,10 @@ def test_wheel_carries_manifests_and_works_alone(tmp_path: Path) -> None:
     }
     assert len(manifests) == 8, sorted(names)
     assert "pd4ml/reference_models/__init__.py" in names
+    licence = [name for name in names if name.endswith(".dist-info/licenses/LICENSE")]
+    assert licence, "the LICENSE file is not in the wheel"
+    (metadata,) = [name for name in names if name.endswith(".dist-info/METADATA")]
+    assert "License-Expression: MIT" in zipfile.ZipFile(wheel).read(metadata).decode()
     assert "pd4ml/py.typed" in names and "pd4ml/testing/server.py" in names
     source_modules = {path.relative_to(ROOT).as_posix() for path in (ROOT / "pd4ml").rglob("*.py")}
     assert source_modules <= names, f"modules missing from the wheel: {source_modules - names}"
