@@ -115,6 +115,12 @@ class Dataset:
     """The preprocessing version: bump by hand whenever :meth:`prepare` (or code it calls,
     such as the kernels or scalers) changes its output; it is part of the cache key. The
     fingerprint test fails when the output changes without a bump."""
+    convert_fingerprint: ClassVar[str | None] = None
+    """Fingerprint of :meth:`convert`'s output on a fixed synthetic input, recorded with
+    ``converter_version`` (checked by the test-suite)."""
+    prepare_fingerprint: ClassVar[str | None] = None
+    """Fingerprint of :meth:`prepare`'s output on a fixed synthetic input (without and with a
+    graph), recorded with ``prepare_version`` (checked by the test-suite)."""
 
     node_positions: ClassVar[tuple[str, int, int] | None] = None
     """Where the nodes' positions are in a prepared split with a graph: ``(array, first column,
