@@ -345,7 +345,9 @@ class Fetcher:
             try:
                 resolved.append(self.resolve_entry(manifest, version, entry))
             except OfflineError:
-                unresolved.append(entry.key)
+                unresolved.append(
+                    f"{entry.key} (a file the archive's record names; not recorded here)"
+                )
         entries = resolved
         found: dict[str, LocalFile] = {}
         missing: list[FileEntry] = []
