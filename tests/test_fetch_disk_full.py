@@ -54,7 +54,7 @@ def fill_disk_after(monkeypatch: pytest.MonkeyPatch, capacity: int) -> None:
 
 def fake_free_space(monkeypatch: pytest.MonkeyPatch, free: int) -> None:
     def disk_usage(path: Any) -> Any:
-        return shutil._ntuple_diskusage(10 * free + 1, 9 * free + 1, free)  # type: ignore[attr-defined]
+        return shutil._ntuple_diskusage(10 * free + 1, 9 * free + 1, free)
 
     monkeypatch.setattr(shutil, "disk_usage", disk_usage)
 

@@ -5,6 +5,11 @@ archive. A verified file carries a stamp (size, mtime, checksum) so that warm lo
 it; ``verify`` re-hashes on demand. Downloads go to a partial file under the cache, are hashed
 while they stream, and are renamed to the final name only once size and checksum match, under
 an inter-process lock so that N processes asking for the same file download it once.
+
+Offline (``PD4ML_OFFLINE=1``) only the network is off: shared layers, the user cache and local
+mirrors (directories, ``file://`` URLs) are still used. A full disk raises
+:class:`~pd4ml.errors.DiskFullError` (checked before a download of known size, too) and keeps
+the partial file for a resume.
 """
 
 from __future__ import annotations
