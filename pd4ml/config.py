@@ -4,14 +4,17 @@
   e.g. ``~/.cache/pd4ml``).
 * ``PD4ML_SHARED_DATA``: read-only cache roots searched first, separated by ``os.pathsep``.
 * ``PD4ML_MIRROR``: base URLs or directories tried before the archive (spaces or commas).
-* ``PD4ML_OFFLINE=1``: never touch the network; fail fast naming the missing files.
+* ``PD4ML_OFFLINE=1``: never touch the network. Shared layers, the user cache and local
+  ``PD4ML_MIRROR`` entries (directories, ``file://`` URLs) are still used; network mirrors and
+  archives are skipped, and a file found nowhere locally fails fast, named with the remedy.
 * ``PD4ML_PROGRESS``: ``auto`` (a progress bar on a terminal), ``on`` or ``off``.
 * ``PD4ML_ZENODO_URL``: base URL of a Zenodo-compatible service (default zenodo.org).
 * ``PD4ML_CERN_OPENDATA_URL``: base URL of a CERN-Open-Data-compatible portal.
 * ``PD4ML_ZENODO_TOKEN``: optional Zenodo token (sent to the Zenodo host only).
 
-The standard ``HTTPS_PROXY``/``NO_PROXY`` and ``REQUESTS_CA_BUNDLE``/``SSL_CERT_FILE`` are honoured
-by ``requests``; TLS verification is never switched off.
+The standard ``HTTPS_PROXY``/``NO_PROXY`` and ``REQUESTS_CA_BUNDLE`` are honoured by ``requests``;
+``SSL_CERT_FILE`` names the CA bundle when ``REQUESTS_CA_BUNDLE`` is unset (see
+:func:`pd4ml.fetch.http.new_session`). TLS verification is never switched off.
 """
 
 from __future__ import annotations

@@ -148,3 +148,32 @@ def test_serves_a_directory(tmp_path: Path) -> None:
         assert requests.get(f"{archive.url}/record/12/files/b.csv.gz", timeout=5).status_code == 200
         assert requests.get(f"{archive.url}/files/sub/c.root", timeout=5).status_code == 200
         assert requests.get(f"{archive.url}/files/nothing", timeout=5).status_code == 404
+
+
+def test_server_runs_in_a_process_of_its_own(payload: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    environment = {**os.environ, "PYTHONPATH": str(root)}
+    command = "import sys; from pd4ml.testing.server import main; sys.exit(main(sys.argv[1:]))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", command, "--zenodo-record", "7", str(payload)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=environment,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        body = requests.get(f"{url}/records/7/files/train.h5?download=1", timeout=10).content
+        assert body == payload.read_bytes()
+        process.stdin.close()
+        assert process.wait(timeout=10) == 0, "closing stdin must stop the server"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

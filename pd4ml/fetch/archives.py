@@ -27,7 +27,12 @@ from pd4ml._logging import get_logger
 from pd4ml.checksums import Checksum
 from pd4ml.config import Settings
 from pd4ml.errors import DownloadError, UnsafePathError
-from pd4ml.fetch.http import parse_retry_after
+from pd4ml.fetch.http import (
+    certificate_error,
+    certificate_problem,
+    parse_retry_after,
+    tls_reason,
+)
 from pd4ml.manifest import DatasetVersion, FileEntry, safe_key
 
 log = get_logger("fetch")
@@ -203,6 +208,11 @@ def fetch_record_files(
             response = session.get(
                 url, headers=headers, timeout=(policy.connect_timeout, policy.read_timeout)
             )
+        except requests.exceptions.SSLError as error:
+            reason = certificate_problem(error)
+            if reason is not None:
+                raise certificate_error(url, reason) from None
+            last_error = f"TLS error: {tls_reason(error)}"
         except (requests.ConnectionError, requests.Timeout) as error:
             last_error = type(error).__name__
         else:

@@ -5,6 +5,11 @@ archive. A verified file carries a stamp (size, mtime, checksum) so that warm lo
 it; ``verify`` re-hashes on demand. Downloads go to a partial file under the cache, are hashed
 while they stream, and are renamed to the final name only once size and checksum match, under
 an inter-process lock so that N processes asking for the same file download it once.
+
+Offline (``PD4ML_OFFLINE=1``) only the network is off: shared layers, the user cache and local
+mirrors (directories, ``file://`` URLs) are still used. A full disk raises
+:class:`~pd4ml.errors.DiskFullError` (checked before a download of known size, too) and keeps
+the partial file for a resume.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pd4ml.cache import Cache, read_json, write_json_atomic
 from pd4ml.checksums import READ_CHUNK, Checksum, hash_file, new_hasher
 from pd4ml.config import Settings
 from pd4ml.errors import (
+    CertificateError,
     ChecksumMismatchError,
     DownloadError,
     IntegrityError,
@@ -34,13 +40,23 @@ from pd4ml.errors import (
     UnavailableError,
 )
 from pd4ml.fetch.archives import Candidate, RecordFile, candidates, fetch_record_files
-from pd4ml.fetch.http import Downloader, PartialDownload, new_session
+from pd4ml.fetch.diskspace import disk_full_as_error, ensure_free_space
+from pd4ml.fetch.http import CERTIFICATE_REMEDY, Downloader, PartialDownload, new_session
 from pd4ml.fetch.locking import exclusive
 from pd4ml.fetch.progress import Progress, progress_enabled
 from pd4ml.manifest import DatasetManifest, DatasetVersion, FileEntry
 
 log = get_logger("fetch")
 _ALGORITHM_PREFERENCE = ("sha256", "sha512", "sha1", "md5", "adler32")
+
+
+def _kept_bytes(part: Path) -> int | None:
+    """Bytes of a partial file left for a later resume (None: no partial file)."""
+    try:
+        size = part.stat().st_size
+    except OSError:
+        return None
+    return size or None
 
 
 class _ResumedMismatchError(ChecksumMismatchError):
@@ -211,7 +227,8 @@ class Fetcher:
             if origin == "third-party":
                 log.warning("%s; using the checksum pinned from a third party", error)
                 return Expected(entry.checksums, entry.size, origin)
-            raise DownloadError(
+            kind = CertificateError if isinstance(error, CertificateError) else DownloadError
+            raise kind(
                 f"{manifest.name} {version.name}: {entry.key} has no pinned checksum and the "
                 f"record API could not be asked ({error}); {remedy(manifest.name)}"
             ) from None
@@ -327,7 +344,16 @@ class Fetcher:
         """Verified local copies of the version's files (all of them, or ``keys``)."""
         version = version if isinstance(version, DatasetVersion) else manifest.version(version)
         entries = [version.file(key) for key in keys] if keys is not None else list(version.files)
-        entries = [self.resolve_entry(manifest, version, entry) for entry in entries]
+        resolved: list[FileEntry] = []
+        unresolved: list[str] = []  # offline: file patterns whose record is not recorded here
+        for entry in entries:
+            try:
+                resolved.append(self.resolve_entry(manifest, version, entry))
+            except OfflineError:
+                unresolved.append(
+                    f"{entry.key} (a file the archive's record names; not recorded here)"
+                )
+        entries = resolved
         found: dict[str, LocalFile] = {}
         missing: list[FileEntry] = []
         for entry in entries:
@@ -336,12 +362,22 @@ class Fetcher:
                 missing.append(entry)
             else:
                 found[entry.key] = local
-        if missing and self.settings.offline:
-            names = ", ".join(entry.key for entry in missing)
-            raise OfflineError(
-                f"PD4ML_OFFLINE=1 and {manifest.name} {version.name} is missing {names} from "
-                f"{self._searched()}; {remedy(manifest.name)}"
-            )
+        if self.settings.offline:
+            # offline means no network: local mirrors (directories, file:// URLs) still count
+            unreachable = unresolved + [
+                entry.key
+                for entry in missing
+                if not any(
+                    candidate.local_path.is_file()
+                    for candidate in self._sources(manifest, version, entry)
+                )
+            ]
+            if unreachable:
+                raise OfflineError(
+                    f"PD4ML_OFFLINE=1 and {manifest.name} {version.name} is missing "
+                    f"{', '.join(unreachable)} from {self._searched(manifest, version)}; "
+                    f"{remedy(manifest.name)}"
+                )
         if missing and version.source.status == "unpublished" and not self.settings.mirrors:
             raise UnavailableError(
                 f"{manifest.display_name} {version.name}: {version.source.status_note} Files "
@@ -378,6 +414,12 @@ class Fetcher:
             ]
             names = sorted(set(local))
         matches = [name for name in names if fnmatch.fnmatch(name, entry.key)]
+        if not files and not matches and self.settings.offline:
+            raise OfflineError(
+                f"PD4ML_OFFLINE=1 and {manifest.name} {version.name} has no local file matching "
+                f"{entry.key!r} (its name comes from the archive's record, which is not recorded "
+                f"in {self._searched()}); {remedy(manifest.name)}"
+            )
         if len(matches) != 1:
             listed = ", ".join(names) or "none known (offline, nothing recorded)"
             raise DownloadError(
@@ -391,9 +433,28 @@ class Fetcher:
             size=record.size if record is not None else entry.size,
         )
 
-    def _searched(self) -> str:
-        roots = [*self.cache.shared_roots(), self.cache.root]
-        return " and ".join(str(root) for root in roots)
+    def _searched(
+        self, manifest: DatasetManifest | None = None, version: DatasetVersion | None = None
+    ) -> str:
+        """The local places looked in (cache layers, and local mirrors when given a version)."""
+        places = [str(root) for root in (*self.cache.shared_roots(), self.cache.root)]
+        if manifest is not None and version is not None:
+            places += [
+                f"the local mirror {Path(base.removeprefix('file://')) / manifest.name}"
+                f"/{version.name}"
+                for base in self.settings.mirrors
+                if "://" not in base or base.startswith("file://")
+            ]
+        return ", ".join(places[:-1]) + (" and " if len(places) > 1 else "") + places[-1]
+
+    def _sources(
+        self, manifest: DatasetManifest, version: DatasetVersion, entry: FileEntry
+    ) -> list[Candidate]:
+        """Where to get ``entry`` from, in order; offline only the local mirrors."""
+        found = candidates(manifest.name, version, entry, self.settings)
+        if self.settings.offline:
+            return [candidate for candidate in found if candidate.is_local]
+        return found
 
     def _fetch_one(
         self, manifest: DatasetManifest, version: DatasetVersion, entry: FileEntry, *, force: bool
@@ -406,7 +467,7 @@ class Fetcher:
                 if local is not None:
                     return local
             errors: list[tuple[Candidate, Exception]] = []
-            for candidate in candidates(manifest.name, version, entry, self.settings):
+            for candidate in self._sources(manifest, version, entry):
                 try:
                     try:
                         return self._fetch_from(
@@ -432,25 +493,30 @@ class Fetcher:
         entry: FileEntry,
         errors: list[tuple[Candidate, Exception]],
     ) -> DownloadError:
+        texts = [str(e).replace(CERTIFICATE_REMEDY, "") for _, e in errors]  # said once below
         tried = "; ".join(
-            f"[{c.origin}] {e}"
-            if str(e).startswith(c.location)
-            else f"[{c.origin}] {c.location}: {e}"
-            for c, e in errors
+            f"[{c.origin}] {text}"
+            if text.startswith(c.location)
+            else f"[{c.origin}] {c.location}: {text}"
+            for (c, _), text in zip(errors, texts, strict=True)
         )
         tried = tried or "no source"
         note = ""
+        if any(isinstance(error, CertificateError) for _, error in errors):
+            note = " " + CERTIFICATE_REMEDY.removeprefix(". ") + "."
         if version.source.status != "available":
-            note = f" Note: {version.source.status_note}"
+            note += f" Note: {version.source.status_note}"
         message = (
             f"could not obtain {entry.key} of {manifest.name} {version.name}. "
             f"Tried: {tried}.{note} "
             f"To fix: {remedy(manifest.name)}."
         )
+        if self.settings.offline:
+            return OfflineError(f"PD4ML_OFFLINE=1 (only local mirrors are tried): {message}")
         kinds = {type(error) for _, error in errors}
         if len(kinds) == 1:
             kind = next(iter(kinds))
-            if issubclass(kind, IntegrityError):  # every source failed the same check
+            if issubclass(kind, (IntegrityError, CertificateError)):  # every source, same cause
                 return kind(message)
         return DownloadError(message)
 
@@ -463,7 +529,28 @@ class Fetcher:
         candidate: Candidate,
         final: Path,
     ) -> LocalFile:
+        if expected.origin == "unknown":
+            raise DownloadError(
+                f"{candidate.location}: no checksum is known for {entry.key} here (it comes from "
+                "the archive's record API, which is not recorded in the cache); refusing an "
+                "unverifiable copy. Fetch it once with network access, or `pd4ml import` it on "
+                "a machine that reaches the archive, or point PD4ML_SHARED_DATA at a pd4ml cache "
+                "that holds it"
+            )
         part = self.cache.state_path(final, ".part")
+        with disk_full_as_error(part, expected.size, resumable=lambda: _kept_bytes(part)):
+            return self._fetch_into(manifest, version, entry, expected, candidate, final, part)
+
+    def _fetch_into(
+        self,
+        manifest: DatasetManifest,
+        version: DatasetVersion,
+        entry: FileEntry,
+        expected: Expected,
+        candidate: Candidate,
+        final: Path,
+        part: Path,
+    ) -> LocalFile:
         identity_path = self.cache.state_path(final, ".part.json")
         identity = {"checksum": str(expected.checksum) if expected.checksum else None}
         if read_json(identity_path) != identity or expected.checksum is None or candidate.is_local:
@@ -471,6 +558,8 @@ class Fetcher:
                 part.unlink()
         write_json_atomic(identity_path, identity)
         partial = PartialDownload.resume_or_start(part, (expected.algorithm,))
+        if expected.size is not None:  # fail before the first byte rather than at 99 %
+            ensure_free_space(part, expected.size - partial.received)
         label = f"{manifest.display_name}/{entry.key}"
         started = time.monotonic()
         resumed_from = partial.received
@@ -683,7 +772,13 @@ class Fetcher:
                     (actual.algorithm,),
                     hashers={actual.algorithm: new_hasher(actual.algorithm)},
                 )
-                self._copy_local(source, partial, expected.size, Progress("", None, False))
+                try:
+                    with disk_full_as_error(final, source.stat().st_size):
+                        ensure_free_space(part, source.stat().st_size)
+                        self._copy_local(source, partial, expected.size, Progress("", None, False))
+                except BaseException:
+                    self._discard(part)  # an import copies from scratch: nothing to resume
+                    raise
                 if partial.checksums()[actual.algorithm] != actual:
                     self._discard(part)
                     raise ChecksumMismatchError(f"{source} changed while it was being imported")

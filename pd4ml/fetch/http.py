@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import os
 import queue
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +30,7 @@ from pd4ml._logging import get_logger
 from pd4ml._version import __version__
 from pd4ml.checksums import Checksum, Hasher, feed_file, new_hasher
 from pd4ml.config import RetryPolicy
-from pd4ml.errors import DownloadError, HtmlResponseError, SizeMismatchError
+from pd4ml.errors import CertificateError, DownloadError, HtmlResponseError, SizeMismatchError
 from pd4ml.fetch.progress import Progress
 
 log = get_logger("fetch")
@@ -48,10 +50,73 @@ class _Transient(Exception):
 
 
 def new_session() -> requests.Session:
-    """A ``requests`` session with pd4ml's User-Agent (TLS verification stays on)."""
+    """A ``requests`` session with pd4ml's User-Agent (TLS verification stays on).
+
+    ``requests`` itself reads ``REQUESTS_CA_BUNDLE`` (and ``CURL_CA_BUNDLE``) on every request;
+    when neither is set, the OpenSSL variable ``SSL_CERT_FILE`` names the CA bundle instead of
+    certifi's, so the one variable a cluster sets for every other tool also works here.
+    """
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
+    environ = os.environ
+    cert_file = environ.get("SSL_CERT_FILE")
+    if cert_file and not (environ.get("REQUESTS_CA_BUNDLE") or environ.get("CURL_CA_BUNDLE")):
+        session.verify = cert_file
     return session
+
+
+def _error_chain(error: BaseException) -> list[BaseException]:
+    """``error`` and what it wraps (``requests`` nests urllib3's and ssl's errors in args)."""
+    chain: list[BaseException] = []
+    pending = [error]
+    while pending and len(chain) < 20:
+        current = pending.pop()
+        if any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        pending += [arg for arg in current.args if isinstance(arg, BaseException)]
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            pending.append(reason)
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                pending.append(linked)
+    return chain
+
+
+def certificate_problem(error: BaseException) -> str | None:
+    """Why the server's TLS certificate was rejected, or None when ``error`` is not that."""
+    for item in _error_chain(error):
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return str(item.verify_message or item.reason or item)
+    text = str(error)
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed"):
+        if marker in text:
+            return text[text.index(marker) :].split(")")[0].strip(" '\"(")
+    return None
+
+
+def tls_reason(error: BaseException) -> str:
+    """The innermost ssl message of a TLS failure (``EOF occurred in violation of protocol``)."""
+    for item in reversed(_error_chain(error)):
+        if isinstance(item, ssl.SSLError):
+            return str(item.reason or item)
+    return type(error).__name__
+
+
+CERTIFICATE_REMEDY = (
+    ". The server's certificate is not trusted by this machine's certificate store; behind a "
+    "TLS-inspecting proxy or on a cluster with its own certificate authority, set "
+    "REQUESTS_CA_BUNDLE (or SSL_CERT_FILE) to the PEM file of that authority. TLS verification "
+    "stays on; this is not retried"
+)
+
+
+def certificate_error(url: str, reason: str) -> CertificateError:
+    """The error for a server whose TLS certificate this machine does not trust."""
+    return CertificateError(
+        f"{url}: TLS certificate verification failed ({reason}){CERTIFICATE_REMEDY}"
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -205,6 +270,11 @@ class Downloader:
                 timeout=(self.policy.connect_timeout, self.policy.read_timeout),
                 allow_redirects=True,
             )
+        except requests.exceptions.SSLError as error:
+            reason = certificate_problem(error)
+            if reason is not None:  # the same certificate tomorrow: retrying cannot help
+                raise certificate_error(url, reason) from None
+            raise _Transient(f"TLS error: {tls_reason(error)}") from None
         except (requests.ConnectionError, requests.Timeout) as error:
             raise _Transient(f"connection failed: {type(error).__name__}") from None
         except (

@@ -31,10 +31,13 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
+import ipaddress
 import json
 import os
 import re
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import zlib
@@ -191,7 +194,15 @@ class _Record:
 class ArchiveServer:
     """The loopback archive server (see the module docstring). Use as a context manager."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls: tuple[str | os.PathLike[str], str | os.PathLike[str]] | None = None,
+    ) -> None:
+        """``tls=(certificate_pem, private_key_pem)`` serves HTTPS (see
+        :func:`self_signed_certificate`); the default is plain HTTP."""
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the archive server only binds to the loopback interface")
         self._records: dict[str, _Record] = {}
@@ -202,14 +213,19 @@ class ArchiveServer:
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"archive": self})
         self._httpd = _QuietServer((host, port), handler)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(os.fspath(tls[0]), os.fspath(tls[1]))
+            self._httpd.tls_context = context
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:40123``."""
+        """Base URL, e.g. ``http://127.0.0.1:40123`` (``https://`` when serving TLS)."""
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        scheme = "https" if self._httpd.tls_context is not None else "http"
+        return f"{scheme}://{host!s}:{port}"
 
     def start(self) -> ArchiveServer:
         """Start serving in a background thread."""
@@ -673,15 +689,77 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    tls_context: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Serve one connection; with TLS, the handshake runs here, in the connection's thread
+        (not in the accepting loop, which a client that never completes it would block)."""
+        if self.tls_context is None:
+            super().finish_request(request, client_address)
+            return
+        connection = self.tls_context.wrap_socket(request, server_side=True)
+        try:
+            super().finish_request(connection, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that hang up mid-body are expected (the fetcher aborts bad downloads)."""
+        """Clients that hang up mid-body are expected (the fetcher aborts bad downloads), and
+        so are clients that reject the certificate during the TLS handshake."""
         import sys
 
         error = sys.exc_info()[1]
-        if isinstance(error, (ConnectionError, TimeoutError)):
+        if isinstance(error, (ConnectionError, TimeoutError, ssl.SSLError)):
             return
         super().handle_error(request, client_address)
+
+
+def self_signed_certificate(
+    directory: str | os.PathLike[str], host: str = "127.0.0.1"
+) -> tuple[Path, Path]:
+    """Write a self-signed certificate for ``host`` (an IP address or a DNS name, in the
+    subjectAltName) and its private key; return ``(certificate_pem, key_pem)``.
+
+    Uses the ``openssl`` command line (present wherever Python's ``ssl`` was built). The
+    certificate is its own CA: pointing ``REQUESTS_CA_BUNDLE`` at it makes it trusted.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    certificate, key = directory / "loopback-cert.pem", directory / "loopback-key.pem"
+    try:
+        ipaddress.ip_address(host)
+        alt_name = f"IP:{host}"
+    except ValueError:
+        alt_name = f"DNS:{host}"
+    command = [
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={host}",
+        "-addext",
+        f"subjectAltName={alt_name}",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-keyout",
+        str(key),
+        "-out",
+        str(certificate),
+    ]
+    try:
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+    except FileNotFoundError:
+        raise RuntimeError("self_signed_certificate needs the `openssl` command") from None
+    except subprocess.CalledProcessError as error:
+        raise RuntimeError(f"openssl failed: {error.stderr.decode(errors='replace')}") from None
+    return certificate, key
 
 
 def serve_directory(root: str | os.PathLike[str]) -> ArchiveServer:
@@ -691,4 +769,37 @@ def serve_directory(root: str | os.PathLike[str]) -> ArchiveServer:
     return server.start()
 
 
-__all__ = ["HTML_ERROR_PAGE", "ArchiveServer", "Fault", "ServedRequest", "serve_directory"]
+def main(argv: list[str] | None = None) -> int:
+    """Serve files from the command line in a process of its own (benchmarks, manual tests).
+
+    ``python -m pd4ml.testing.server --zenodo-record 1 FILE [FILE ...]`` prints the base URL on
+    the first line of stdout, then serves until stdin is closed or the process is terminated.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pd4ml.testing.server", description=main.__doc__
+    )
+    parser.add_argument("--zenodo-record", default="1", help="record id to serve the files under")
+    parser.add_argument("files", nargs="+", type=Path, help="files to serve (by base name)")
+    args = parser.parse_args(argv)
+    with ArchiveServer() as server:
+        server.add_zenodo_record(args.zenodo_record, {path.name: path for path in args.files})
+        print(server.url, flush=True)
+        sys.stdin.read()  # returns when the parent closes the pipe (or exits)
+    return 0
+
+
+__all__ = [
+    "HTML_ERROR_PAGE",
+    "ArchiveServer",
+    "Fault",
+    "ServedRequest",
+    "self_signed_certificate",
+    "serve_directory",
+]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
