@@ -33,7 +33,7 @@ import numpy as np
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult, PreparedData
 from pd4ml.datasets.scaling import target_moments
-from pd4ml.datasets.splits import split_off_validation
+from pd4ml.datasets.splits import copy_array, split_off_validation
 from pd4ml.errors import ConversionError
 from pd4ml.graphs import grid_neighbours
 from pd4ml.manifest import DatasetVersion
@@ -116,7 +116,11 @@ class Airshower(Dataset):
                 split_off_validation(path, writer, sources, xmax, False, info, features)
             else:
                 for name, source in sources.items():
-                    writer.save("test", name, np.load(source).astype(np.float32))
+                    stored = np.load(source, mmap_mode="r", allow_pickle=False)
+                    output = writer.empty("test", name, stored.shape, np.float32)
+                    copy_array(stored, output)
+                    output.flush()
+                    del stored, output
                 writer.save("test", "labels", xmax)
                 writer.describe("test", features=features, labels="labels", info=info)
         for item in scratch.iterdir():

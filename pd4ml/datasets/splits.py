@@ -12,6 +12,36 @@ from pd4ml.datasets.base import ArrayWriter
 
 VALIDATION_FRACTION = 0.1
 VALIDATION_SEED = 20210630
+_CHUNK = 8_192  # events per chunk when copying rows into a split
+
+
+def copy_rows(
+    source: np.ndarray,
+    rows: np.ndarray,
+    output: np.ndarray,
+    dtype: np.dtype[Any] | type | None = None,
+) -> None:
+    """``output[:] = source[rows]`` (cast to ``dtype``), :data:`_CHUNK` rows at a time.
+
+    ``source`` is usually a memory map: each chunk of rows is sorted before it is gathered,
+    so the file is read in order and only one chunk is ever resident. ``rows`` may be in any
+    order; ``output`` receives them in the order given.
+    """
+    for start in range(0, len(rows), _CHUNK):
+        wanted = np.asarray(rows[start : start + _CHUNK])
+        order = np.argsort(wanted, kind="stable")
+        gathered = np.empty((len(wanted), *source.shape[1:]), dtype=dtype or source.dtype)
+        gathered[order] = source[wanted[order]]
+        output[start : start + len(wanted)] = gathered
+
+
+def copy_array(source: np.ndarray, output: np.ndarray) -> None:
+    """``output[:] = source`` (with a cast), :data:`_CHUNK` rows at a time."""
+    if source.ndim == 0:
+        output[...] = source
+        return
+    for start in range(0, len(source), _CHUNK):
+        output[start : start + _CHUNK] = source[start : start + _CHUNK]
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -37,7 +67,9 @@ def split_off_validation(
     """Write ``train`` and ``val`` from the training arrays (``name → .npy path``) of a file.
 
     ``val`` is a seeded 10 % (per class when ``stratify``); arrays that are not per event
-    (e.g. a detector geometry) are copied to both splits unchanged.
+    (e.g. a detector geometry) are copied to both splits unchanged. Per-event arrays are
+    copied chunk by chunk into memory-mapped outputs (in their stored dtype), so memory does
+    not grow with the number of events.
     """
     held = (
         stratified_holdout(labels, VALIDATION_FRACTION, VALIDATION_SEED)
@@ -46,9 +78,12 @@ def split_off_validation(
     )
     for split, rows in (("train", np.flatnonzero(~held)), ("val", np.flatnonzero(held))):
         for name, source in arrays.items():
-            array = np.load(source, mmap_mode="r")
+            array = np.load(source, mmap_mode="r", allow_pickle=False)
             if array.shape[:1] == labels.shape:
-                writer.save(split, name, np.asarray(array[rows]))
+                output = writer.empty(split, name, (len(rows), *array.shape[1:]), array.dtype)
+                copy_rows(array, rows, output)
+                output.flush()
+                del output
             else:
                 writer.save(split, name, np.asarray(array))
         writer.save(split, "labels", labels[rows])
