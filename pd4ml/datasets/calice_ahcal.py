@@ -367,7 +367,8 @@ def cloud_features(hits: np.ndarray, mask: np.ndarray) -> np.ndarray:
     features[..., :3] /= 10.0
     features[..., 3] = np.log1p(np.clip(features[..., 3], 0, None))
     features[~mask] = 0.0
-    return features.astype(np.float32)
+    as_float32: np.ndarray = features.astype(np.float32)
+    return as_float32
 
 
 def voxel_grid(hits: np.ndarray, cells: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -677,6 +677,6 @@ def output_digests(
             digests[f"load/{split}/{name}"] = array_digest(values)
         for tag, params in prepared.items():
             data = dataset.load_data(split, **load_args, **params)
-            for name in data.keys():
+            for name in data.keys():  # noqa: SIM118  (PreparedData iterates as X, y)
                 digests[f"{tag}/{split}/{name}"] = array_digest(data[name])
     return digests
