@@ -42,7 +42,7 @@ from pd4ml.npyio import copy_npz_member, npz_headers
 GRID = (9, 9)
 N_BINS = 80
 N_STATIONS = GRID[0] * GRID[1]
-_CHUNK = 10_000
+_CHUNK = 1_024  # events per chunk (~50 MB of float64 traces)
 
 
 def centred_times(time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

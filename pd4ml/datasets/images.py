@@ -29,7 +29,7 @@ from pd4ml.graphs import grid_neighbours
 from pd4ml.manifest import DatasetVersion
 from pd4ml.npyio import copy_npz_member, npz_headers
 
-_CHUNK = 20_000
+_CHUNK = 4_096  # events per chunk
 
 
 class HistogramDataset(Dataset, register=False):

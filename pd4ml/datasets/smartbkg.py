@@ -48,7 +48,7 @@ KINEMATICS = ("prodTime", "energy", "x", "y", "z", "px", "py", "pz")
 N_PARTICLES = 100
 VALIDATION_FRACTION = 0.1
 VALIDATION_SEED = 20201221
-_CHUNK = 20_000
+_CHUNK = 4_096  # events per chunk
 
 
 def particle_mask(particles: np.ndarray) -> np.ndarray:

@@ -12,7 +12,14 @@ from pd4ml.datasets.base import ArrayWriter
 
 VALIDATION_FRACTION = 0.1
 VALIDATION_SEED = 20210630
-_CHUNK = 8_192  # events per chunk when copying rows into a split
+_CHUNK = 8_192  # at most this many events per chunk when copying rows into a split
+_CHUNK_BYTES = 32 << 20  # and at most about this many bytes
+
+
+def rows_per_chunk(array: np.ndarray) -> int:
+    """Rows of ``array`` per chunk: :data:`_CHUNK`, fewer for wide rows (:data:`_CHUNK_BYTES`)."""
+    row_bytes = max(int(np.prod(array.shape[1:], dtype=np.int64)) * array.dtype.itemsize, 1)
+    return max(1, min(_CHUNK, _CHUNK_BYTES // row_bytes))
 
 
 def copy_rows(
@@ -21,14 +28,16 @@ def copy_rows(
     output: np.ndarray,
     dtype: np.dtype[Any] | type | None = None,
 ) -> None:
-    """``output[:] = source[rows]`` (cast to ``dtype``), :data:`_CHUNK` rows at a time.
+    """``output[:] = source[rows]`` (cast to ``dtype``), one chunk of rows at a time
+    (:func:`rows_per_chunk`).
 
     ``source`` is usually a memory map: each chunk of rows is sorted before it is gathered,
     so the file is read in order and only one chunk is ever resident. ``rows`` may be in any
     order; ``output`` receives them in the order given.
     """
-    for start in range(0, len(rows), _CHUNK):
-        wanted = np.asarray(rows[start : start + _CHUNK])
+    step = rows_per_chunk(source)
+    for start in range(0, len(rows), step):
+        wanted = np.asarray(rows[start : start + step])
         order = np.argsort(wanted, kind="stable")
         gathered = np.empty((len(wanted), *source.shape[1:]), dtype=dtype or source.dtype)
         gathered[order] = source[wanted[order]]
@@ -36,12 +45,13 @@ def copy_rows(
 
 
 def copy_array(source: np.ndarray, output: np.ndarray) -> None:
-    """``output[:] = source`` (with a cast), :data:`_CHUNK` rows at a time."""
+    """``output[:] = source`` (with a cast), one chunk of rows at a time."""
     if source.ndim == 0:
         output[...] = source
         return
-    for start in range(0, len(source), _CHUNK):
-        output[start : start + _CHUNK] = source[start : start + _CHUNK]
+    step = rows_per_chunk(source)
+    for start in range(0, len(source), step):
+        output[start : start + step] = source[start : start + step]
 
 
 def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
