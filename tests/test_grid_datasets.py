@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from pd4ml import EOS, Airshower, Spinodal
 from pd4ml.config import Settings
+from pd4ml.datasets import airshower, images, splits
 from pd4ml.datasets.base import Dataset
 from pd4ml.errors import ConversionError, DownloadError
 from pd4ml.graphs import grid_neighbours
 from pd4ml.testing import ArchiveServer
 from pd4ml.testing.synthetic import (
     airshower_events,
+    output_digests,
     synthetic_variant,
     write_airshower_npz,
     write_pd4ml_image_npz,
@@ -234,3 +237,119 @@ def test_ambiguous_file_pattern_is_reported(
     server.add_zenodo_record(5710737, {"a.npz": first, "b.npz": second})
     with pytest.raises(DownloadError, match=r"'\*\.npz' matches 2 file\(s\).*a\.npz, b\.npz"):
         zenodo_spinodal(server, 5710737).load("train", settings=settings)
+
+
+# -- streaming in chunks: outputs unchanged ------------------------------------------------------
+# digests of the arrays conversion and preparation gave before they streamed in chunks
+RECORDED_AIRSHOWER = {
+    "graph/test/features": "29e1640476fa99bc",
+    "graph/test/grid_mask": "9cf94d0084059fd5",
+    "graph/test/grid_neighbours": "30e0f816a031934a",
+    "graph/test/labels": "7b6d085aa17613c0",
+    "graph/test/station_mask": "3ade45f46f482b8c",
+    "graph/test/station_positions": "6bfde64f862ff936",
+    "graph/train/features": "83ed0cb43ac06f04",
+    "graph/train/grid_mask": "9cf94d0084059fd5",
+    "graph/train/grid_neighbours": "30e0f816a031934a",
+    "graph/train/labels": "84eb65fdab85c243",
+    "graph/train/station_mask": "7d033bfda28c9f05",
+    "graph/train/station_positions": "6bfde64f862ff936",
+    "graph/val/features": "bd5280b85c6e674d",
+    "graph/val/grid_mask": "9cf94d0084059fd5",
+    "graph/val/grid_neighbours": "30e0f816a031934a",
+    "graph/val/labels": "ef8bfe356f4cf424",
+    "graph/val/station_mask": "2e181bb7e0b4464f",
+    "graph/val/station_positions": "6bfde64f862ff936",
+    "load/test/X0": "9eb514ea6c3cd69a",
+    "load/test/X1": "16ee38a113d8f1f4",
+    "load/test/X2": "6bfde64f862ff936",
+    "load/test/y": "5dc462fd64f645e0",
+    "load/train/X0": "b624182499c0420d",
+    "load/train/X1": "103b583251d99cba",
+    "load/train/X2": "6bfde64f862ff936",
+    "load/train/y": "cb086a8c59edaa39",
+    "load/val/X0": "72f50ecf5d8b5196",
+    "load/val/X1": "d7135c800344872f",
+    "load/val/X2": "6bfde64f862ff936",
+    "load/val/y": "6b3fef3bcb9c9f50",
+}
+RECORDED_SPINODAL = {
+    "graph/test/features": "41c91f794288c1f5",
+    "graph/test/grid_mask": "351ad9f1292acd8e",
+    "graph/test/grid_neighbours": "7ea6fa0ac38f4faa",
+    "graph/test/labels": "5eb0a97408dc84bd",
+    "graph/train/features": "867cbbc3f37fffea",
+    "graph/train/grid_mask": "351ad9f1292acd8e",
+    "graph/train/grid_neighbours": "7ea6fa0ac38f4faa",
+    "graph/train/labels": "117cd749c20c239c",
+    "graph/val/features": "525b7c97c8781ef4",
+    "graph/val/grid_mask": "351ad9f1292acd8e",
+    "graph/val/grid_neighbours": "7ea6fa0ac38f4faa",
+    "graph/val/labels": "a49af7fd84d8e532",
+    "load/test/X0": "82c03b1b0f1cf8b3",
+    "load/test/y": "5eb0a97408dc84bd",
+    "load/train/X0": "0868d90c84dd9e33",
+    "load/train/y": "117cd749c20c239c",
+    "load/val/X0": "81eab85fade12353",
+    "load/val/y": "a49af7fd84d8e532",
+    "nodes/test/features": "eefacd717ef102e1",
+    "nodes/test/labels": "5eb0a97408dc84bd",
+    "nodes/train/features": "9ec4f12754e0e8f8",
+    "nodes/train/labels": "117cd749c20c239c",
+    "nodes/val/features": "853d6fd7082fc637",
+    "nodes/val/labels": "a49af7fd84d8e532",
+}
+RECORDED_EOS = {
+    "graph/test/features": "a73f2ebe4edf24bd",
+    "graph/test/grid_mask": "93f5294f37d3c9c4",
+    "graph/test/grid_neighbours": "99b42b2fcf3b206a",
+    "graph/test/labels": "5eb0a97408dc84bd",
+    "graph/train/features": "a73cd666fcafba19",
+    "graph/train/grid_mask": "93f5294f37d3c9c4",
+    "graph/train/grid_neighbours": "99b42b2fcf3b206a",
+    "graph/train/labels": "117cd749c20c239c",
+    "graph/val/features": "953321efbc8a8b6a",
+    "graph/val/grid_mask": "93f5294f37d3c9c4",
+    "graph/val/grid_neighbours": "99b42b2fcf3b206a",
+    "graph/val/labels": "a49af7fd84d8e532",
+    "load/test/X0": "4cc39c004585755d",
+    "load/test/y": "5eb0a97408dc84bd",
+    "load/train/X0": "168b607770758ed7",
+    "load/train/y": "117cd749c20c239c",
+    "load/val/X0": "c6ff870d98217015",
+    "load/val/y": "a49af7fd84d8e532",
+    "nodes/test/features": "fcfed025e994df21",
+    "nodes/test/labels": "5eb0a97408dc84bd",
+    "nodes/train/features": "2394d67f9715f88c",
+    "nodes/train/labels": "117cd749c20c239c",
+    "nodes/val/features": "7c8a14a0bfa6b0f4",
+    "nodes/val/labels": "a49af7fd84d8e532",
+}
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize("kind", ["airshower", "spinodal", "eos"])
+def test_outputs_are_unchanged_by_chunking(
+    server: ArchiveServer,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    chunk: int | None,
+) -> None:
+    if chunk is not None:
+        for module in (splits, images, airshower):
+            monkeypatch.setattr(module, "_CHUNK", chunk)
+    if kind == "airshower":
+        path = write_airshower_npz(tmp_path / AIR, n_train=200, n_test=60, seed=4)
+        variant = serve(server, Airshower, 901, AIR, path)
+        prepared: dict[str, dict[str, Any]] = {"graph": {"graph": True}}
+        expected = RECORDED_AIRSHOWER
+    else:
+        key = SPINODAL if kind == "spinodal" else EOS_FILE
+        path = write_pd4ml_image_npz(tmp_path / key, kind, n_train=300, n_test=100, seed=2)
+        variant = serve(server, Spinodal if kind == "spinodal" else EOS, 902, key, path)
+        prepared = {"graph": {"graph": True}, "nodes": {"form": "nodes"}}
+        expected = RECORDED_SPINODAL if kind == "spinodal" else RECORDED_EOS
+    digests = output_digests(variant, ("train", "val", "test"), prepared, settings=settings)
+    assert digests == expected

@@ -10,12 +10,18 @@ import pytest
 
 from pd4ml import HiggsML
 from pd4ml.config import Settings
+from pd4ml.datasets import higgsml, splits
 from pd4ml.datasets.base import ArrayWriter, Dataset
 from pd4ml.datasets.higgsml import FEATURE_NAMES, read_higgsml_csv, write_higgsml_splits
 from pd4ml.errors import ConversionError
 from pd4ml.metrics import ams, ams_of_selection
 from pd4ml.testing import ArchiveServer
-from pd4ml.testing.synthetic import higgsml_events, synthetic_variant, write_higgsml_csv
+from pd4ml.testing.synthetic import (
+    higgsml_events,
+    output_digests,
+    synthetic_variant,
+    write_higgsml_csv,
+)
 from tests.conftest import shared_file
 
 KEY = "atlas-higgs-challenge-2014-v2.csv.gz"
@@ -189,3 +195,43 @@ def test_truncated_gzip_is_reported(tmp_path: Path) -> None:
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ConversionError, match=r"cut\.csv\.gz"):
         read_higgsml_csv([truncated])
+
+
+# -- reading the CSV in chunks: outputs unchanged ------------------------------------------------
+# digests of the arrays conversion gave when it read the whole CSV at once (6000 events, seed 5)
+RECORDED_HIGGSML = {
+    "load/private_test/X0": "d5668690b6ea4b6e",
+    "load/private_test/event_id": "73d96cbba1e4ce68",
+    "load/private_test/kaggle_weights": "88172fb51c13f44b",
+    "load/private_test/y": "49e7aa6dd73d04f0",
+    "load/public_test/X0": "2f5841e61aa92b90",
+    "load/public_test/event_id": "fbac53586458d77c",
+    "load/public_test/kaggle_weights": "24ab925f54741bf7",
+    "load/public_test/y": "645779de84ec9140",
+    "load/train/X0": "3c64bf264f7e2cfa",
+    "load/train/event_id": "6eaf225bb9fdf9d9",
+    "load/train/kaggle_weights": "21c7c4875c40fba6",
+    "load/train/y": "e7cbeb19e67b5f58",
+    "load/val/X0": "b31fd0a052c990e0",
+    "load/val/event_id": "07ca1bdae4bd9c64",
+    "load/val/kaggle_weights": "1f0dbb9b72dd1e82",
+    "load/val/y": "02004b9a7f86f541",
+}
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_outputs_are_unchanged_by_chunked_reading(
+    server: ArchiveServer,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int | None,
+) -> None:
+    if chunk is not None:
+        monkeypatch.setattr(higgsml, "_CSV_CHUNK_ROWS", chunk)
+        monkeypatch.setattr(splits, "_CHUNK", chunk)
+    path = write_higgsml_csv(tmp_path / KEY, 6000, seed=5)
+    server.add_cernopendata_record(328, {KEY: path}, eos_directory="/eos/opendata/test")
+    variant = synthetic_variant(HiggsML, server.url, 328, {KEY: path}, kind="cernopendata")
+    splits_ = ("train", "val", "public_test", "private_test")
+    assert output_digests(variant, splits_, {}, settings=settings) == RECORDED_HIGGSML

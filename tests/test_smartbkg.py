@@ -9,12 +9,18 @@ import pytest
 
 from pd4ml import SmartBKG
 from pd4ml.config import Settings
+from pd4ml.datasets import smartbkg
 from pd4ml.datasets.base import Dataset
 from pd4ml.datasets.smartbkg import pdg_index, pdg_vocabulary
 from pd4ml.errors import ConversionError
 from pd4ml.graphs import decay_tree_dense, decay_tree_edges
 from pd4ml.testing import ArchiveServer
-from pd4ml.testing.synthetic import smartbkg_events, synthetic_variant, write_smartbkg_npz
+from pd4ml.testing.synthetic import (
+    output_digests,
+    smartbkg_events,
+    synthetic_variant,
+    write_smartbkg_npz,
+)
 
 KEY = "6_belle_selective_400k.npz"
 
@@ -137,3 +143,63 @@ def test_wrong_shapes_are_named(server: ArchiveServer, settings: Settings, tmp_p
         dataset.load("train", settings=settings)
     arrays = settings.data_dir / "smartbkg" / "synthetic-pd4ml-2021" / "arrays"
     assert not arrays.exists() or list(arrays.iterdir()) == []
+
+
+# -- streaming in chunks: outputs unchanged ------------------------------------------------------
+# digests of the arrays conversion and preparation gave before the graph and the PDG tally
+# were computed in chunks (300 + 100 events, seed 3)
+RECORDED_SMARTBKG = {
+    "graph/test/adjacency": "7be202b966ed315d",
+    "graph/test/edge_mask": "8c27f9efa5b62a1f",
+    "graph/test/edges": "235ad5615953660b",
+    "graph/test/features": "a89ced2f6dd65d55",
+    "graph/test/labels": "baf69c4bb76f5d15",
+    "graph/test/mask": "e2c3284596929c27",
+    "graph/test/pdg": "11677cc71fbcd6ba",
+    "graph/test/pdg_one_hot": "33d1d8c46e819f7b",
+    "graph/train/adjacency": "4687b7c826a5d819",
+    "graph/train/edge_mask": "a7b66817396f2610",
+    "graph/train/edges": "f1c6b9403163657c",
+    "graph/train/features": "ad93e7cc3503873e",
+    "graph/train/labels": "41fdc298f5827fce",
+    "graph/train/mask": "eb2578466f1a7675",
+    "graph/train/pdg": "170fc74c3b52cdad",
+    "graph/train/pdg_one_hot": "8b8f75ea59ec5f54",
+    "graph/val/adjacency": "4019deb142e01cd5",
+    "graph/val/edge_mask": "bd8a739f226fdc1c",
+    "graph/val/edges": "004ff0fcaebbd723",
+    "graph/val/features": "681814d9be90a090",
+    "graph/val/labels": "13cf58990d61f626",
+    "graph/val/mask": "6bb7ff13d9e4ffa7",
+    "graph/val/pdg": "d756e0321b9ad834",
+    "graph/val/pdg_one_hot": "77f96eb3d1ca83cd",
+    "load/test/X0": "e9d5e3bd6b73b2cf",
+    "load/test/X1": "aba1bc670b2c9f04",
+    "load/test/y": "baf69c4bb76f5d15",
+    "load/train/X0": "13529923342113fd",
+    "load/train/X1": "dd2954a0be8c1775",
+    "load/train/y": "41fdc298f5827fce",
+    "load/val/X0": "d5f98c14e6abe838",
+    "load/val/X1": "5449930baadc1de3",
+    "load/val/y": "13cf58990d61f626",
+}
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_outputs_are_unchanged_by_chunking(
+    server: ArchiveServer,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int | None,
+) -> None:
+    if chunk is not None:
+        monkeypatch.setattr(smartbkg, "_CHUNK", chunk)
+    path = write_smartbkg_npz(tmp_path / KEY, 300, 100, seed=3)
+    server.add_zenodo_record(904, {KEY: path})
+    variant = synthetic_variant(
+        SmartBKG, server.url, 904, {KEY: path}, template_version="pd4ml-2021"
+    )
+    prepared = {"graph": {"graph": True, "dense_adjacency": True, "one_hot": True, "num_pdg": 20}}
+    digests = output_digests(variant, ("train", "val", "test"), prepared, settings=settings)
+    assert digests == RECORDED_SMARTBKG

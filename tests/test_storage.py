@@ -249,7 +249,7 @@ def test_full_disk_during_conversion_is_a_clear_error_and_leaves_nothing(
     with pytest.raises(DiskFullError) as caught:
         dataset.load("train", settings=settings)
     message = str(caught.value)
-    assert "points.npy" in message and "bytes needed" in message and "bytes free" in message
+    assert "points.npy" in message and "still needed" in message and " free" in message
     assert "PD4ML_DATA_DIR" in message
     assert not (arrays_dir(settings) / "train").exists()
     assert Cache(settings).staging() == []
@@ -298,7 +298,7 @@ def test_full_tmpfs_gives_disk_full_error_not_sigbus(tmp_path: Path) -> None:
         )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert result.returncode == 0, f"killed by signal {-result.returncode}: {result.stderr}"
-        assert "DiskFullError" in result.stdout and "bytes needed" in result.stdout
+        assert "DiskFullError" in result.stdout and "still needed" in result.stdout
     finally:
         subprocess.run(["umount", str(mount)], check=False)
 

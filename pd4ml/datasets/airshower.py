@@ -33,7 +33,7 @@ import numpy as np
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult, PreparedData
 from pd4ml.datasets.scaling import target_moments
-from pd4ml.datasets.splits import split_off_validation
+from pd4ml.datasets.splits import copy_array, split_off_validation
 from pd4ml.errors import ConversionError
 from pd4ml.graphs import grid_neighbours
 from pd4ml.manifest import DatasetVersion
@@ -42,7 +42,7 @@ from pd4ml.npyio import copy_npz_member, npz_headers
 GRID = (9, 9)
 N_BINS = 80
 N_STATIONS = GRID[0] * GRID[1]
-_CHUNK = 10_000
+_CHUNK = 1_024  # events per chunk (~50 MB of float64 traces)
 
 
 def centred_times(time: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,12 +117,17 @@ class Airshower(Dataset):
                 split_off_validation(path, writer, sources, xmax, False, info, features)
             else:
                 for name, source in sources.items():
-                    writer.save(
+                    stored = np.load(source, mmap_mode="r", allow_pickle=False)
+                    output = writer.empty(
                         "test",
                         name,
-                        np.load(source).astype(np.float32),
+                        stored.shape,
+                        np.float32,
                         per_event=name != "station_positions",
                     )
+                    copy_array(stored, output)
+                    output.flush()
+                    del stored, output
                 writer.save("test", "labels", xmax)
                 writer.describe("test", features=features, labels="labels", info=info)
         for item in scratch.iterdir():

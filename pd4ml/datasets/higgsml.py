@@ -25,16 +25,19 @@ variants on those arrays.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
-from collections.abc import Mapping, Sequence
+import itertools
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import numpy as np
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
-from pd4ml.datasets.splits import stratified_holdout
+from pd4ml.datasets.splits import copy_rows, stratified_holdout
 from pd4ml.errors import ConversionError
 from pd4ml.manifest import DatasetVersion
 
@@ -67,14 +70,21 @@ def _open_text(path: Path) -> IO[str]:
     return open(path, encoding="ascii", newline="")
 
 
-def read_higgsml_csv(paths: Sequence[Path]) -> dict[str, np.ndarray]:
-    """Parse official-layout CSV files (``.csv`` or ``.csv.gz``) into named arrays.
+_CSV_CHUNK_ROWS = 65_536  # rows parsed at a time
+_TABLE_TAILS = {"features": (len(FEATURE_NAMES),)}
+
+
+def iter_higgsml_csv(
+    paths: Sequence[Path], chunk_rows: int | None = None
+) -> Iterator[dict[str, np.ndarray]]:
+    """Parse official-layout CSV files (``.csv`` or ``.csv.gz``) in one pass, in chunks of rows.
 
     Columns are matched by name from the header (a missing column is an error naming the
-    file). Returns ``event_id``, ``features`` ``(n, 30)`` float32 with -999 → NaN, ``weight``,
-    ``label`` (1/0), ``kaggle_set`` (one character) and ``kaggle_weight``.
+    file). Each chunk (at most ``chunk_rows`` rows) holds ``event_id``, ``features``
+    ``(n, 30)`` float32 with -999 → NaN, ``weight``, ``label`` (1/0), ``kaggle_set`` (one
+    character) and ``kaggle_weight``; memory is bounded by the chunk, not the file.
     """
-    parts: list[dict[str, np.ndarray]] = []
+    rows_per_chunk = chunk_rows or _CSV_CHUNK_ROWS
     for path in paths:
         try:
             with _open_text(path) as stream:
@@ -85,38 +95,89 @@ def read_higgsml_csv(paths: Sequence[Path]) -> dict[str, np.ndarray]:
                 index = {name: header.index(name) for name in COLUMNS}
                 strings = (index["Label"], index["KaggleSet"])
                 numeric = [index[name] for name in COLUMNS if index[name] not in strings]
-                text = stream.read()
+                names = [name for name in COLUMNS if index[name] not in strings]
+                first_row = 2  # line number of the chunk's first row, for error messages
+                while True:
+                    lines = list(itertools.islice(stream, rows_per_chunk))
+                    if not lines:
+                        break
+                    rows = [line for line in lines if line.strip()]
+                    if rows:
+                        yield _parse_rows(path, rows, numeric, strings, names, first_row)
+                    first_row += len(lines)
         except (OSError, EOFError, UnicodeDecodeError) as error:
             raise ConversionError(
                 f"{path}: cannot read ({error}); truncated or corrupted?"
             ) from None
-        try:
-            values = np.loadtxt(
-                io.StringIO(text), delimiter=",", usecols=numeric, dtype=np.float64, ndmin=2
-            )
-            labels = np.loadtxt(
-                io.StringIO(text), delimiter=",", usecols=strings, dtype=str, ndmin=2
-            )
-        except ValueError as error:
-            raise ConversionError(f"{path}: malformed row ({error})") from None
-        del text
-        names = [name for name in COLUMNS if index[name] not in strings]
-        column = {name: values[:, position] for position, name in enumerate(names)}
-        if not np.isin(labels[:, 0], ("s", "b")).all():
-            raise ConversionError(f"{path}: Label holds values other than 's' and 'b'")
-        features = np.stack([column[name] for name in FEATURE_NAMES], axis=1)
-        features[features == SENTINEL] = np.nan
-        parts.append(
-            {
-                "event_id": column["EventId"].astype(np.int64),
-                "features": features.astype(np.float32),
-                "weight": column["Weight"],
-                "label": (labels[:, 0] == "s").astype(np.int64),
-                "kaggle_set": labels[:, 1].astype("U1"),
-                "kaggle_weight": column["KaggleWeight"],
-            }
-        )
+
+
+def _parse_rows(
+    path: Path,
+    rows: list[str],
+    numeric: list[int],
+    strings: tuple[int, int],
+    names: list[str],
+    first_row: int,
+) -> dict[str, np.ndarray]:
+    try:
+        values = np.loadtxt(rows, delimiter=",", usecols=numeric, dtype=np.float64, ndmin=2)
+        labels = np.loadtxt(rows, delimiter=",", usecols=strings, dtype=str, ndmin=2)
+    except ValueError as error:
+        raise ConversionError(
+            f"{path}: malformed row in lines {first_row}..{first_row + len(rows) - 1} ({error})"
+        ) from None
+    column = {name: values[:, position] for position, name in enumerate(names)}
+    if not np.isin(labels[:, 0], ("s", "b")).all():
+        raise ConversionError(f"{path}: Label holds values other than 's' and 'b'")
+    features = np.stack([column[name] for name in FEATURE_NAMES], axis=1)
+    features[features == SENTINEL] = np.nan
+    return {
+        "event_id": column["EventId"].astype(np.int64),
+        "features": features.astype(np.float32),
+        "weight": column["Weight"],
+        "label": (labels[:, 0] == "s").astype(np.int64),
+        "kaggle_set": labels[:, 1].astype("U1"),
+        "kaggle_weight": column["KaggleWeight"],
+    }
+
+
+def _empty_table() -> dict[str, np.ndarray]:
+    return {
+        "event_id": np.zeros(0, np.int64),
+        "features": np.zeros((0, len(FEATURE_NAMES)), np.float32),
+        "weight": np.zeros(0, np.float64),
+        "label": np.zeros(0, np.int64),
+        "kaggle_set": np.zeros(0, "U1"),
+        "kaggle_weight": np.zeros(0, np.float64),
+    }
+
+
+def read_higgsml_csv(paths: Sequence[Path]) -> dict[str, np.ndarray]:
+    """The whole table of :func:`iter_higgsml_csv` in memory (for small files and tests)."""
+    parts = list(iter_higgsml_csv(paths)) or [_empty_table()]
     return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def spool_higgsml_csv(paths: Sequence[Path], scratch: Path) -> dict[str, np.ndarray]:
+    """The table of :func:`iter_higgsml_csv`, written to ``scratch`` chunk by chunk and
+    returned as read-only memory maps (one ``(n_events, ...)`` array per column)."""
+    dtypes = {key: values.dtype for key, values in _empty_table().items()}
+    files = {key: scratch / f"{key}.bin" for key in dtypes}
+    n_rows = 0
+    with contextlib.ExitStack() as stack:
+        outputs = {key: stack.enter_context(open(file, "wb")) for key, file in files.items()}
+        for chunk in iter_higgsml_csv(paths):
+            for key, values in chunk.items():
+                outputs[key].write(np.ascontiguousarray(values, dtype=dtypes[key]).tobytes())
+            n_rows += len(chunk["label"])
+    if n_rows == 0:
+        return _empty_table()
+    return {
+        key: np.memmap(
+            files[key], dtype=dtype, mode="r", shape=(n_rows, *_TABLE_TAILS.get(key, ()))
+        )
+        for key, dtype in dtypes.items()
+    }
 
 
 def to_cartesian(features: np.ndarray, align: bool) -> tuple[np.ndarray, list[str]]:
@@ -240,7 +301,12 @@ class HiggsML(Dataset):
     def convert(
         cls, raw_files: Mapping[str, Path], version: DatasetVersion, writer: ArrayWriter, split: str
     ) -> None:
-        write_higgsml_splits(read_higgsml_csv(list(raw_files.values())), writer)
+        scratch = writer.directory / ".scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        try:
+            write_higgsml_splits(spool_higgsml_csv(list(raw_files.values()), scratch), writer)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     @classmethod
     def fit_statistics(cls, train: LoadResult, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -294,22 +360,41 @@ class HiggsML(Dataset):
         )
 
 
+_OUTPUT_COLUMNS = {
+    "features": "features",
+    "labels": "label",
+    "weights": "weight",
+    "kaggle_weights": "kaggle_weight",
+    "event_id": "event_id",
+}
+
+
 def write_higgsml_splits(table: Mapping[str, np.ndarray], writer: ArrayWriter) -> None:
-    """Write every split (train/val from t, public_test from b, private_test from v)."""
+    """Write every split (train/val from t, public_test from b, private_test from v).
+
+    ``table`` holds the columns of :func:`iter_higgsml_csv` (arrays or memory maps); rows are
+    gathered into the memory-mapped outputs chunk by chunk.
+    """
+    kaggle_set = np.asarray(table["kaggle_set"])
     for split, code in KAGGLE_SETS.items():
-        rows = table["kaggle_set"] == code
+        rows = kaggle_set == code
         if split == "train":
-            held = stratified_holdout(table["label"][rows], VALIDATION_FRACTION, VALIDATION_SEED)
+            held = stratified_holdout(
+                np.asarray(table["label"])[rows], VALIDATION_FRACTION, VALIDATION_SEED
+            )
             indices = np.flatnonzero(rows)
             groups = {"train": indices[~held], "val": indices[held]}
         else:
             groups = {split: np.flatnonzero(rows)}
         for name, selection in groups.items():
-            writer.save(name, "features", table["features"][selection])
-            writer.save(name, "labels", table["label"][selection])
-            writer.save(name, "weights", table["weight"][selection])
-            writer.save(name, "kaggle_weights", table["kaggle_weight"][selection])
-            writer.save(name, "event_id", table["event_id"][selection])
+            for output_name, column in _OUTPUT_COLUMNS.items():
+                source = table[column]
+                output = writer.empty(
+                    name, output_name, (len(selection), *source.shape[1:]), source.dtype
+                )
+                copy_rows(source, selection, output)
+                output.flush()
+                del output
             info: dict[str, Any] = {
                 "kaggle_set": code,
                 "feature_names": list(FEATURE_NAMES),

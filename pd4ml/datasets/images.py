@@ -19,16 +19,17 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
 from pd4ml.datasets.scaling import RunningMoments
-from pd4ml.datasets.splits import split_off_validation
+from pd4ml.datasets.splits import copy_array, split_off_validation
 from pd4ml.errors import ConversionError
 from pd4ml.graphs import grid_neighbours
 from pd4ml.manifest import DatasetVersion
 from pd4ml.npyio import copy_npz_member, npz_headers
 
-_CHUNK = 20_000
+_CHUNK = 4_096  # events per chunk
 
 
 class HistogramDataset(Dataset, register=False):
@@ -67,13 +68,20 @@ class HistogramDataset(Dataset, register=False):
                 raise ConversionError(f"{path}: X_{part}_0 contains NaN or infinite values")
             if not np.isin(labels, (0, 1)).all():
                 raise ConversionError(f"{path}: y_{part} holds values other than 0 and 1")
-            sources = {"histograms": scratch / f"{part}_histograms.npy"}
-            np.save(sources["histograms"], np.asarray(images, dtype=np.float32), allow_pickle=False)
-            del images
             if part == "train":
+                sources = {"histograms": scratch / f"{part}_histograms.npy"}
+                as_float = npy_format.open_memmap(
+                    sources["histograms"], mode="w+", dtype=np.float32, shape=images.shape
+                )
+                copy_array(images, as_float)
+                as_float.flush()
+                del images, as_float
                 split_off_validation(path, writer, sources, labels, True, info, ["histograms"])
             else:
-                writer.save("test", "histograms", np.load(sources["histograms"]))
+                output = writer.empty("test", "histograms", images.shape, np.float32)
+                copy_array(images, output)
+                output.flush()
+                del images, output
                 writer.save("test", "labels", labels)
                 writer.describe("test", features=["histograms"], labels="labels", info=info)
         for item in scratch.iterdir():

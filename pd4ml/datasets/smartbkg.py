@@ -48,7 +48,7 @@ KINEMATICS = ("prodTime", "energy", "x", "y", "z", "px", "py", "pz")
 N_PARTICLES = 100
 VALIDATION_FRACTION = 0.1
 VALIDATION_SEED = 20201221
-_CHUNK = 20_000
+_CHUNK = 4_096  # events per chunk
 
 
 def particle_mask(particles: np.ndarray) -> np.ndarray:
@@ -60,9 +60,25 @@ def particle_mask(particles: np.ndarray) -> np.ndarray:
 def pdg_vocabulary(tokens: np.ndarray, mask: np.ndarray, num_pdg: int) -> np.ndarray:
     """The ``num_pdg`` most frequent tokens of real particles, most frequent first (ties: lower)."""
     values, counts = np.unique(tokens[mask].astype(np.int64), return_counts=True)
+    return ranked_tokens(values, counts, num_pdg)
+
+
+def ranked_tokens(values: np.ndarray, counts: np.ndarray, num_pdg: int) -> np.ndarray:
+    """The ``num_pdg`` distinct ``values`` with the highest ``counts`` (ties: lower value)."""
     order = np.lexsort((values, -counts))
     vocabulary: np.ndarray = values[order][:num_pdg]
     return vocabulary
+
+
+def merge_counts(
+    values: np.ndarray, counts: np.ndarray, more_values: np.ndarray, more_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values and summed counts of two ``(values, counts)`` tallies."""
+    merged, inverse = np.unique(np.concatenate([values, more_values]), return_inverse=True)
+    summed = np.bincount(
+        inverse.reshape(-1), weights=np.concatenate([counts, more_counts]), minlength=len(merged)
+    )
+    return merged, np.rint(summed).astype(np.int64)
 
 
 def pdg_index(tokens: np.ndarray, mask: np.ndarray, vocabulary: np.ndarray) -> np.ndarray:
@@ -160,16 +176,15 @@ class SmartBKG(Dataset):
     def fit_statistics(cls, train: LoadResult, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
         particles = train["particles"]
         moments = RunningMoments((8,))
-        tokens = []
+        values = np.zeros(0, dtype=np.int64)
+        counts = np.zeros(0, dtype=np.int64)
         for start in range(0, len(particles), _CHUNK):
             block = np.asarray(particles[start : start + _CHUNK], dtype=np.float64)
             mask = particle_mask(block)
             moments.update(block[mask][:, :8])
-            tokens.append(np.rint(block[..., 8][mask]).astype(np.int64))
-        all_tokens = np.concatenate(tokens) if tokens else np.zeros(0, dtype=np.int64)
-        vocabulary = pdg_vocabulary(
-            all_tokens, np.ones(len(all_tokens), dtype=bool), int(params["num_pdg"])
-        )
+            tokens = np.rint(block[..., 8][mask]).astype(np.int64)
+            values, counts = merge_counts(values, counts, *np.unique(tokens, return_counts=True))
+        vocabulary = ranked_tokens(values, counts, int(params["num_pdg"]))
         return {
             "mean": moments.mean,
             "scale": moments.scale,
@@ -220,11 +235,31 @@ class SmartBKG(Dataset):
             if params["dense_adjacency"]:
                 adjacency[start:stop] = decay_tree_dense(np.asarray(mothers[start:stop]))
         if params["graph"]:
-            edges, edge_mask = decay_tree_edges(np.asarray(mothers))
-            writer.save(split, "edges", edges)
-            writer.save(split, "edge_mask", edge_mask)
+            write_decay_edges(mothers, writer, split)
             names += ["edges", "edge_mask"]
         writer.save(split, "labels", np.asarray(raw.y))
         writer.describe_arrays(
             split, names, {"kinematics": list(KINEMATICS), "pdg_vocabulary": vocabulary.tolist()}
         )
+
+
+def write_decay_edges(mothers: np.ndarray, writer: ArrayWriter, split: str) -> None:
+    """``edges`` / ``edge_mask`` of :func:`~pd4ml.graphs.decay_tree_edges` for all events,
+    computed :data:`_CHUNK` events at a time (a first pass finds the widest event)."""
+    n_events = len(mothers)
+    width = 0
+    for start in range(0, n_events, _CHUNK):
+        block = np.asarray(mothers[start : start + _CHUNK])
+        width = max(width, int((block >= 0).sum(axis=1).max(initial=0)))
+    edges = writer.empty(split, "edges", (n_events, width, 2), np.int32)
+    edge_mask = writer.empty(split, "edge_mask", (n_events, width), np.bool_)
+    for start in range(0, n_events, _CHUNK):
+        stop = min(start + _CHUNK, n_events)
+        block_edges, block_valid = decay_tree_edges(np.asarray(mothers[start:stop]))
+        chunk_width = block_edges.shape[1]
+        edges[start:stop, :chunk_width] = block_edges
+        edges[start:stop, chunk_width:] = -1
+        edge_mask[start:stop, :chunk_width] = block_valid
+        edge_mask[start:stop, chunk_width:] = False
+    edges.flush()
+    edge_mask.flush()

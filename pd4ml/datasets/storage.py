@@ -14,13 +14,12 @@ path and the bytes needed and free, never a ``SIGBUS`` from writing into a spars
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,14 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from pd4ml.errors import ConversionError, DamagedCacheError, DiskFullError
+from pd4ml.errors import ConversionError, DamagedCacheError
+from pd4ml.fetch.diskspace import (
+    disk_full_as_error,
+    disk_full_error,
+    ensure_free_space,
+    free_bytes,
+    is_disk_full,
+)
 
 #: Version of the split layout (``meta.json`` fields); splits written before are rebuilt.
 STORAGE_VERSION = 2
@@ -38,37 +44,6 @@ STAGING_PREFIXES = (".convert-", ".prepare-")
 
 
 # -- disk space ----------------------------------------------------------------------------------
-def free_bytes(path: Path) -> int:
-    """Free bytes on the file system holding ``path`` (its nearest existing parent)."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
-
-
-def disk_full_error(path: Path, needed: int, free: int | None = None) -> DiskFullError:
-    """The error for ``needed`` bytes that do not fit beside ``path``."""
-    free = free_bytes(path) if free is None else free
-    return DiskFullError(
-        errno.ENOSPC,
-        f"not enough disk space to write {path}: {needed:,} bytes needed, {free:,} bytes free; "
-        "free some space (pd4ml cache clean) or set PD4ML_DATA_DIR to a disk with room",
-    )
-
-
-@contextlib.contextmanager
-def disk_errors(path: Path, needed: int = 0) -> Iterator[None]:
-    """Turn ``ENOSPC``/``EDQUOT`` raised while writing ``path`` into :class:`DiskFullError`."""
-    try:
-        yield
-    except DiskFullError:
-        raise
-    except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise disk_full_error(path, needed) from error
-        raise
-
-
 def reserve(handle: int, path: Path, offset: int, length: int) -> None:
     """Reserve ``length`` bytes of disk from ``offset`` in the open file ``handle``.
 
@@ -79,13 +54,11 @@ def reserve(handle: int, path: Path, offset: int, length: int) -> None:
     try:
         os.posix_fallocate(handle, offset, length)
     except OSError as error:
-        if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise disk_full_error(path, length) from error
+        if is_disk_full(error):
+            raise disk_full_error(path, needed=length, free=free_bytes(path.parent)) from error
         if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             raise
-        free = free_bytes(path)
-        if free < length:
-            raise disk_full_error(path, length, free) from error
+        ensure_free_space(path, length)
 
 
 def allocate_npy(
@@ -100,7 +73,7 @@ def allocate_npy(
     shape = tuple(int(n) for n in shape)
     header = {"descr": npy_format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    with disk_errors(path, nbytes), open(path, "wb") as handle:
+    with disk_full_as_error(path, nbytes), open(path, "wb") as handle:
         npy_format.write_array_header_2_0(handle, header)
         offset = handle.tell()
         handle.flush()
@@ -113,7 +86,7 @@ def allocate_npy(
 def save_npy(path: Path, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` with ordinary file I/O (a full disk is a clear error)."""
     array = np.ascontiguousarray(array)
-    with disk_errors(path, array.nbytes), open(path, "wb") as handle:
+    with disk_full_as_error(path, array.nbytes), open(path, "wb") as handle:
         reserve(handle.fileno(), path, 0, array.nbytes + 128)
         np.save(handle, array, allow_pickle=False)
         handle.truncate()

@@ -644,3 +644,39 @@ def write_ahcal_npz(path: str | Path, n_events: int, seed: int = 0) -> Path:
     arrays["beam_energy"] = beam
     np.savez_compressed(path, **arrays)
     return path
+
+
+def array_digest(array: np.ndarray) -> str:
+    """A short sha256 of an array's dtype, shape and values (to compare converter outputs)."""
+    import hashlib
+
+    contiguous = np.ascontiguousarray(np.asarray(array))
+    digest = hashlib.sha256(f"{contiguous.dtype.str}{contiguous.shape}".encode())
+    digest.update(contiguous.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def output_digests(
+    dataset: type[Dataset],
+    splits: tuple[str, ...],
+    prepared: Mapping[str, Mapping[str, Any]],
+    **load_args: Any,
+) -> dict[str, str]:
+    """:func:`array_digest` of every array ``load`` and ``load_data`` give for ``splits``.
+
+    Keys are ``load/<split>/X<i>``, ``load/<split>/y``, ``load/<split>/<extra>`` and
+    ``<tag>/<split>/<name>`` for each ``tag → load_data parameters`` of ``prepared``.
+    """
+    digests: dict[str, str] = {}
+    for split in splits:
+        result = dataset.load(split, **load_args)
+        for index, values in enumerate(result.X):
+            digests[f"load/{split}/X{index}"] = array_digest(values)
+        digests[f"load/{split}/y"] = array_digest(result.y)
+        for name, values in result.extra.items():
+            digests[f"load/{split}/{name}"] = array_digest(values)
+        for tag, params in prepared.items():
+            data = dataset.load_data(split, **load_args, **params)
+            for name in data.keys():  # noqa: SIM118  (PreparedData iterates as X, y)
+                digests[f"{tag}/{split}/{name}"] = array_digest(data[name])
+    return digests
