@@ -476,6 +476,8 @@ SCRIPT = textwrap.dedent(
     Spinodal.print_description()
     for d in pd4ml.pd4ml.Dataset.datasets_register:
         print(d.name)
+    for d in pd4ml.Dataset.datasets_register:  # pd4ml's own registry (all its datasets)
+        print(d.name)
 
     def flatten(x):
         return [np.reshape(a, (len(a), -1)) for a in x["features"]]
