@@ -8,6 +8,10 @@ official versioned archives, verified, and cached once as memory-mappable arrays
     pd4ml.datasets()          # registered dataset classes, in order
     pd4ml.get("TopTagging")   # a class by name or alias
 
+The original pd4ml's classes, with its signatures and its exact data, are in :mod:`pd4ml.pd4ml`
+(``from pd4ml.pd4ml import TopTagging, Spinodal, EOSL, Airshower, Belle``); ``EOSL``, ``Belle``
+and ``lpd`` are also here, as in the original.
+
 Configuration is by environment variables (``PD4ML_DATA_DIR``, ``PD4ML_SHARED_DATA``,
 ``PD4ML_MIRROR``, ``PD4ML_OFFLINE``); see :mod:`pd4ml.config`.
 """
@@ -42,10 +46,13 @@ from pd4ml.errors import (
     UnavailableError,
     UnknownNameError,
 )
+from pd4ml.pd4ml import EOSL, Belle, lpd  # the original pd4ml's names (see pd4ml.pd4ml)
 
 __all__ = [
     "EOS",
+    "EOSL",
     "Airshower",
+    "Belle",
     "CaliceAHCAL",
     "ChecksumMismatchError",
     "ConversionError",
@@ -69,4 +76,5 @@ __all__ = [
     "datasets",
     "get",
     "load",
+    "lpd",
 ]
