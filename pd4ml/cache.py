@@ -125,25 +125,12 @@ def prepare_lock(version_dir: Path, key: str) -> Path:
 
 @dataclass(frozen=True)
 class Staging:
-    """A staging directory or temporary file, and the lock its writer holds."""
+    """A staging directory, temporary or partial file, and the lock its writer holds (take it
+    with :func:`pd4ml.fetch.locking.try_exclusive` before removing)."""
 
     path: Path
     lock: Path
     kind: str
-
-    def in_use(self) -> bool:
-        """Whether a live process holds the lock (its writer is still running)."""
-        import filelock
-
-        lock = filelock.FileLock(str(self.lock))
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
-            return True
-        except OSError:
-            return False
-        lock.release()
-        return False
 
     def size(self) -> int:
         """Bytes held."""
@@ -179,9 +166,12 @@ class Cache:
         """A bookkeeping file beside a raw file (stamp, partial download, lock)."""
         return raw_path.parent / STATE_DIR / f"{raw_path.name}{suffix}"
 
-    def arrays_dir(self, dataset: str, version: str, root: Path | None = None) -> Path:
+    def arrays_dir(
+        self, dataset: str, version: str, root: Path | None = None, variant: str = ""
+    ) -> Path:
         """Directory of the converted arrays of a dataset version."""
-        return self.version_dir(dataset, version, root) / "arrays"
+        name = f"{ARRAYS_DIR}-{variant}" if variant else ARRAYS_DIR
+        return self.version_dir(dataset, version, root) / name
 
     def record_path(self, dataset: str, version: str) -> Path:
         """Where checksums taken from the archive's record API are recorded."""
@@ -262,27 +252,42 @@ class Cache:
         for version_dir in sorted(self.root.glob("*/*")):
             if not version_dir.is_dir() or version_dir.parent.name.startswith("."):
                 continue
-            arrays = version_dir / ARRAYS_DIR
-            for path in sorted(arrays.glob(".convert-*")):
+            for path in sorted(version_dir.glob(f"{ARRAYS_DIR}*/.convert-*")):
                 found.append(Staging(path, convert_lock(version_dir), "conversion"))
             for key_dir in sorted((version_dir / PREPARED_DIR).glob("*")):
                 if not key_dir.is_dir() or key_dir.name.startswith("."):
                     continue
                 lock = prepare_lock(version_dir, key_dir.name)
-                for pattern in (".prepare-*", ".statistics.tmp-*"):
+                for pattern in (".prepare-*", ".statistics.tmp-*", ".statistics.old-*"):
                     for path in sorted(key_dir.glob(pattern)):
                         found.append(Staging(path, lock, "preparation"))
                 for path in sorted(key_dir.glob("*/.adj_matrix-*.npy")):
                     found.append(Staging(path, path.parent / ".adj_matrix.lock", "adjacency"))
         return found
 
-    def partial_files(self) -> list[Path]:
-        """Interrupted downloads and abandoned temporary directories in the user cache."""
+    def partial_downloads(self) -> list[Staging]:
+        """Interrupted downloads (``raw/.pd4ml/<file>.part``) with their download locks."""
         if not self.root.is_dir():
             return []
-        found = [path for path in self.root.rglob("*.part") if path.parent.name == STATE_DIR]
-        found += [path for path in self.root.rglob(".*.tmp-*") if path.is_dir()]
-        return sorted(found)
+        return [
+            Staging(path, path.with_name(path.name[: -len(".part")] + ".lock"), "download")
+            for path in sorted(self.root.rglob("*.part"))
+            if path.parent.name == STATE_DIR
+        ]
+
+    def leftovers(self) -> list[Staging]:
+        """Everything a killed process can leave in the user cache: interrupted downloads,
+        staging of conversions and preparations, and the temporary directories of
+        :func:`atomic_directory` (whose writers hold ``<parent>/.pd4ml/<name>.lock``)."""
+        found = self.partial_downloads() + self.staging()
+        known = {entry.path for entry in found}
+        if self.root.is_dir():
+            for path in sorted(self.root.rglob(".*.tmp-*")):
+                if path in known or not path.is_dir():
+                    continue
+                name = path.name[1:].split(".tmp-")[0]
+                found.append(Staging(path, path.parent / STATE_DIR / f"{name}.lock", "staging"))
+        return found
 
 
 def directory_size(path: Path) -> int:

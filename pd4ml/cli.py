@@ -18,12 +18,13 @@ from rich.console import Console
 from rich.table import Table
 
 from pd4ml._version import __version__
-from pd4ml.cache import Cache, read_json
+from pd4ml.cache import Cache, convert_lock, prepare_lock, read_json
 from pd4ml.config import Settings
 from pd4ml.datasets.storage import verify_split
 from pd4ml.errors import Pd4mlError, UnknownNameError
 from pd4ml.fetch import Fetcher
 from pd4ml.fetch.archives import archive_urls
+from pd4ml.fetch.locking import try_exclusive
 from pd4ml.manifest import DatasetManifest, bundled_manifests, find_manifest, human_size
 
 EXIT_FAILURE = 1
@@ -111,41 +112,79 @@ def _command_verify(args: argparse.Namespace, settings: Settings, console: Conso
 
 
 def _verify_arrays(names: set[str] | None, settings: Settings, console: Console) -> tuple[int, int]:
-    """Re-hash every converted and prepared split in the user cache (of the datasets
-    ``names``, default all) against the checksums written with it."""
-    cache = Cache(settings)
+    """Re-hash every converted and prepared split (and the stored statistics and dense
+    adjacencies) of the datasets ``names`` (default all) against the checksums written with
+    them, in the user cache and the read-only shared layers. Damaged splits of the user cache
+    are removed (under the lock of their writer), so the next load rebuilds them."""
     checked = bad = 0
-    for version_dir in sorted(cache.root.glob("*/*")) if cache.root.is_dir() else []:
-        dataset, version = version_dir.parent.name, version_dir.name
-        if dataset.startswith(".") or not version_dir.is_dir():
-            continue
-        if names is not None and dataset not in names:
-            continue
-        splits = sorted((version_dir / "arrays").glob("*/meta.json"))
-        splits += sorted((version_dir / "prepared").glob("*/*/meta.json"))
-        for meta_path in splits:
-            meta = read_json(meta_path)
-            if not isinstance(meta, dict) or meta_path.parent.name == "statistics":
+    roots = [(settings.data_dir, True), *((root, False) for root in settings.shared_dirs)]
+    for root, writable in roots:
+        for version_dir in sorted(root.glob("*/*")) if root.is_dir() else []:
+            dataset, version = version_dir.parent.name, version_dir.name
+            if dataset.startswith(".") or not version_dir.is_dir():
                 continue
-            checked += 1
-            problems = verify_split(meta_path.parent, meta)
-            where = meta_path.parent.relative_to(version_dir)
-            if problems:
+            if names is not None and dataset not in names:
+                continue
+            for meta_path, lock in _array_records(version_dir):
+                meta = read_json(meta_path)
+                if not isinstance(meta, dict):
+                    continue
+                directory = meta_path.parent
+                where = f"{dataset} {version} {directory.relative_to(version_dir)}"
+                if "array_files" not in meta:
+                    console.print(
+                        f"[yellow]outdated[/yellow] {where}: written by an older pd4ml, "
+                        "rebuilt on the next load",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+                    continue
+                checked += 1
+                problems = verify_split(directory, meta)
+                if not problems:
+                    console.print(f"[green]ok[/green] {where}", highlight=False, soft_wrap=True)
+                    continue
                 bad += 1
-                shutil.rmtree(meta_path.parent, ignore_errors=True)  # derived: rebuilt
+                action = "in a read-only shared layer: ask its maintainer to rebuild it"
+                if writable:
+                    with try_exclusive(lock) as held:
+                        if held:
+                            _remove_records(meta_path)
+                            action = "removed; the next load rebuilds it from the raw files"
+                        else:
+                            action = "in use by a running process; not removed"
                 console.print(
-                    f"[red]damaged[/red] {dataset} {version} {where}: "
-                    + "; ".join(problems)
-                    + " — removed; the next load rebuilds it from the verified raw files",
+                    f"[red]damaged[/red] {where}: " + "; ".join(problems) + f" — {action}",
                     highlight=False,
                     soft_wrap=True,
                 )
-            else:
-                console.print(
-                    f"[green]ok[/green] {dataset} {version} {where}",
-                    highlight=False,
-                )
     return checked, bad
+
+
+def _array_records(version_dir: Path) -> list[tuple[Path, Path]]:
+    """The record files of a version directory, each with the lock of its writer."""
+    found = [(path, convert_lock(version_dir)) for path in version_dir.glob("arrays*/*/meta.json")]
+    for key_dir in sorted((version_dir / "prepared").glob("*")):
+        if not key_dir.is_dir() or key_dir.name.startswith("."):
+            continue
+        lock = prepare_lock(version_dir, key_dir.name)
+        found += [(path, lock) for path in sorted(key_dir.glob("*/meta.json"))]
+        found += [
+            (path, path.parent / ".adj_matrix.lock")
+            for path in sorted(key_dir.glob("*/adj_matrix-*.meta.json"))
+        ]
+    return sorted(found)
+
+
+def _remove_records(meta_path: Path) -> None:
+    """Remove what a damaged record describes: a split or statistics directory, or a dense
+    adjacency file with its record."""
+    if meta_path.name == "meta.json":
+        shutil.rmtree(meta_path.parent, ignore_errors=True)
+        return
+    stem = meta_path.name[: -len(".meta.json")]
+    (meta_path.parent / f"{stem}.npy").unlink(missing_ok=True)
+    meta_path.unlink(missing_ok=True)
 
 
 def _command_urls(args: argparse.Namespace, settings: Settings, console: Console) -> int:
@@ -230,37 +269,36 @@ def _command_cache(args: argparse.Namespace, settings: Settings, console: Consol
         table.add_row(dataset, version, human_size(size))
     table.add_row("total", "", human_size(sum(usage.values())))
     console.print(table)
-    partial = cache.partial_files()
-    if partial:
-        console.print(f"{len(partial)} interrupted download(s): `pd4ml cache clean --partial`")
-    staging = [entry for entry in cache.staging() if not entry.in_use()]
-    if staging:
-        size = sum(entry.size() for entry in staging)
+    leftovers = cache.leftovers()
+    if leftovers:
+        size = sum(entry.size() for entry in leftovers)
         console.print(
-            f"{len(staging)} staging director(y/ies) of interrupted conversions or preparations "
-            f"({human_size(size)}): `pd4ml cache clean --partial`",
+            f"{len(leftovers)} interrupted download(s), conversion(s) or preparation(s) "
+            f"({human_size(size)}; those still running are kept): "
+            "`pd4ml cache clean --partial`",
             highlight=False,
         )
-        for entry in staging:
-            console.print(f"  {entry.kind}: {entry.path}", highlight=False)
+        for entry in leftovers:
+            console.print(f"  {entry.kind}: {entry.path}", highlight=False, soft_wrap=True)
     return 0
 
 
 def _clean_cache(args: argparse.Namespace, cache: Cache, console: Console) -> int:
     if args.partial:
-        for path in cache.partial_files():
-            if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-            console.print(f"removed {path}", highlight=False)
-        for entry in cache.staging():
-            if entry.in_use():
-                console.print(f"kept {entry.path} (its {entry.kind} is running)", highlight=False)
-                continue
-            size = entry.size()
-            entry.remove()
-            console.print(f"removed {entry.path} ({human_size(size)})", highlight=False)
+        for entry in cache.leftovers():
+            with try_exclusive(entry.lock) as held:
+                if not held:
+                    console.print(
+                        f"kept {entry.path} (its {entry.kind} is running)",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
+                    continue
+                size = entry.size()
+                entry.remove()
+            console.print(
+                f"removed {entry.path} ({human_size(size)})", highlight=False, soft_wrap=True
+            )
         return 0
     if not args.names and not args.all:
         raise UnknownNameError("name the dataset(s) to remove from the cache, or use --all")

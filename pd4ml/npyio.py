@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
+import os
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -18,7 +21,14 @@ from typing import IO, Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from pd4ml.errors import ConversionError
+from pd4ml.errors import ConversionError, DiskFullError
+from pd4ml.fetch.diskspace import (
+    disk_full_as_error,
+    disk_full_error,
+    ensure_free_space,
+    free_bytes,
+    is_disk_full,
+)
 
 _COPY_CHUNK = 16 << 20
 
@@ -65,6 +75,54 @@ def npz_headers(path: Path) -> dict[str, NpyHeader]:
     return headers
 
 
+def reserve(handle: int, path: Path, offset: int, length: int) -> None:
+    """Reserve ``length`` bytes of disk from ``offset`` in the open file ``handle``.
+
+    File systems without ``fallocate`` get a free-space check instead.
+    """
+    if length <= 0:
+        return
+    try:
+        os.posix_fallocate(handle, offset, length)
+    except OSError as error:
+        if is_disk_full(error):
+            raise disk_full_error(path, needed=length, free=free_bytes(path.parent)) from error
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+        ensure_free_space(path, length)
+
+
+def allocate_npy(
+    path: Path,
+    shape: Sequence[int],
+    dtype: np.dtype[Any] | type | str,
+    fortran_order: bool = False,
+) -> np.memmap[Any, Any]:
+    """A writable memory-mapped ``.npy`` at ``path`` with its disk space reserved up front.
+
+    The header is written with ordinary file I/O and the data blocks are allocated before the
+    map is made, so filling the map can never fault on a full disk.
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(n) for n in shape)
+    header = {
+        "descr": npy_format.dtype_to_descr(dtype),
+        "fortran_order": fortran_order,
+        "shape": shape,
+    }
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    with disk_full_as_error(path, nbytes), open(path, "wb") as handle:
+        npy_format.write_array_header_2_0(handle, header)
+        offset = handle.tell()
+        handle.flush()
+        reserve(handle.fileno(), path, offset, nbytes)
+    if nbytes == 0:  # nothing to map: an empty array (the file is already complete)
+        return np.zeros(shape, dtype=dtype).view(np.memmap)
+    if fortran_order:
+        return np.memmap(path, dtype=dtype, mode="r+", offset=offset, shape=shape, order="F")
+    return np.memmap(path, dtype=dtype, mode="r+", offset=offset, shape=shape, order="C")
+
+
 def copy_npz_member(path: Path, name: str, destination: Path) -> np.memmap[Any, Any]:
     """Stream array ``name`` of the npz at ``path`` into the ``.npy`` file ``destination``.
 
@@ -80,13 +138,7 @@ def copy_npz_member(path: Path, name: str, destination: Path) -> np.memmap[Any, 
                 raise ConversionError(f"{path}: has no array {name!r}") from None
             with archive.open(member) as stream:
                 header = read_npy_header(stream, where)
-                output = npy_format.open_memmap(
-                    destination,
-                    mode="w+",
-                    dtype=header.dtype,
-                    shape=header.shape,
-                    fortran_order=header.fortran_order,
-                )
+                output = allocate_npy(destination, header.shape, header.dtype, header.fortran_order)
                 target = np.frombuffer(output, dtype=np.uint8) if output.size else None
                 expected = output.nbytes
                 copied = 0
@@ -102,7 +154,13 @@ def copy_npz_member(path: Path, name: str, destination: Path) -> np.memmap[Any, 
                     raise ConversionError(
                         f"{where}: truncated, {copied} of {expected} bytes of array data"
                     )
+    except DiskFullError:
+        raise
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        if is_disk_full(error):
+            raise disk_full_error(
+                destination, needed=None, free=free_bytes(destination.parent)
+            ) from error
         raise ConversionError(f"{path}: cannot read array {name!r} ({error})") from None
     loaded: np.memmap[Any, Any] = np.load(destination, mmap_mode="r", allow_pickle=False)
     return loaded

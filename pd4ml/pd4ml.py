@@ -86,7 +86,6 @@ from pd4ml.datasets.images import EOS as _EOS
 from pd4ml.datasets.images import Spinodal as _Spinodal
 from pd4ml.datasets.results import LoadMetadata, LoadResult
 from pd4ml.datasets.smartbkg import SmartBKG as _SmartBKG
-from pd4ml.datasets.storage import allocate_npy
 from pd4ml.datasets.top_tagging import TopTagging as _TopTagging
 from pd4ml.errors import ConversionError, DamagedCacheError, UnknownNameError
 from pd4ml.fetch import Fetcher
@@ -94,7 +93,7 @@ from pd4ml.fetch.locking import exclusive
 from pd4ml.graphs import decay_tree_dense, grid_neighbours
 from pd4ml.manifest import DatasetVersion
 from pd4ml.naming import closest_hint
-from pd4ml.npyio import copy_npz_member, npz_headers, release_rows
+from pd4ml.npyio import allocate_npy, copy_npz_member, npz_headers, release_rows
 
 log = get_logger("original")
 

@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,16 +38,32 @@ def split_fingerprint(directory: Path) -> str:
     return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: Parameter sets prepared for each dataset besides the defaults without and with a graph.
+VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "top_tagging": [{"graph": True, "dense_adjacency": True, "k": 4, "n_constituents": 30}],
+    "smartbkg": [{"one_hot": True}, {"graph": True, "dense_adjacency": True}],
+    "spinodal": [{"form": "nodes", "standardise": True}],
+    "eos": [{"form": "nodes", "graph": True}],
+    "airshower": [{"standardise_target": False}],
+    "calice_ahcal": [{"representation": "voxels"}],
+    "higgsml": [{"cartesian": False, "align": False}],
+    "ild_photon_showers": [{"standardise_target": True}],
+}
+
+
 def fingerprints(world: World, name: str) -> tuple[str, str]:
-    """(converted train split, prepared train splits without and with a graph)."""
+    """(converted train split, prepared train splits for every parameter set)."""
     case = CASES[name]
     variant = world.variant(name)
+    sets: list[dict[str, Any]] = [{"graph": False}]
+    sets += [{"graph": True}] if case.graph else []
+    sets += VARIANTS[name]
     prepared = []
-    for graph in (False, True) if case.graph else (False,):
-        data = variant.load_data("train", graph=graph, settings=world.settings)
+    for params in sets:
+        data = variant.load_data("train", settings=world.settings, **params)
         assert data.directory is not None
         prepared.append(split_fingerprint(data.directory))
-    converted = data.directory.parents[2] / "arrays" / "train"
+    (converted,) = data.directory.parents[2].glob("arrays*/train")
     return split_fingerprint(converted), "+".join(prepared)
 
 
@@ -54,11 +71,27 @@ def fingerprints(world: World, name: str) -> tuple[str, str]:
 def test_outputs_match_the_recorded_fingerprints(world: World, name: str) -> None:
     dataset = CASES[name].dataset
     converted, prepared = fingerprints(world, name)
-    assert converted == dataset.convert_fingerprint, (
-        f"{dataset.__name__}'s converted arrays changed: bump converter_version "
-        f"(now {dataset.converter_version}) and set convert_fingerprint = {converted!r}"
+    recorded = dataset.convert_fingerprints.get(dataset.converter_version)
+    assert converted == recorded, (
+        f"{dataset.__name__}'s converted arrays changed: bump converter_version to "
+        f"{dataset.converter_version + 1} and add {dataset.converter_version + 1}: "
+        f"{converted!r} to convert_fingerprints (keep the older entries)"
     )
-    assert prepared == dataset.prepare_fingerprint, (
-        f"{dataset.__name__}'s prepared arrays changed: bump prepare_version "
-        f"(now {dataset.prepare_version}) and set prepare_fingerprint = {prepared!r}"
+    recorded = dataset.prepare_fingerprints.get(dataset.prepare_version)
+    assert prepared == recorded, (
+        f"{dataset.__name__}'s prepared arrays changed: bump prepare_version to "
+        f"{dataset.prepare_version + 1} and add {dataset.prepare_version + 1}: "
+        f"{prepared!r} to prepare_fingerprints (keep the older entries)"
     )
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_fingerprint_history_is_consistent(name: str) -> None:
+    """The current version is the newest recorded one, and no two versions share an output."""
+    dataset = CASES[name].dataset
+    for versions, current in (
+        (dataset.convert_fingerprints, dataset.converter_version),
+        (dataset.prepare_fingerprints, dataset.prepare_version),
+    ):
+        assert versions and max(versions) == current
+        assert len(set(versions.values())) == len(versions)

@@ -27,10 +27,12 @@ from pd4ml.adapters.common import (
     graph_kind,
     node_form,
 )
+from pd4ml.cache import write_json_atomic
 from pd4ml.datasets.pipeline import open_prepared
 from pd4ml.datasets.results import PreparedData
-from pd4ml.datasets.storage import allocate_npy
+from pd4ml.datasets.storage import STORAGE_VERSION, record_array
 from pd4ml.fetch.locking import exclusive
+from pd4ml.npyio import allocate_npy
 
 log = get_logger("adapters")
 
@@ -70,7 +72,12 @@ def write_dense_adjacency(directory: Path, path: Path, chunk: int = 2048) -> Non
             output[start:stop] = dense_adjacency(full, slice(start, stop))
         output.flush()
         del output
+        record = record_array(Path(temporary), per_event=True).to_json()
         os.replace(temporary, path)
+        write_json_atomic(
+            path.with_name(path.stem + ".meta.json"),
+            {"storage_version": STORAGE_VERSION, "array_files": {path.stem: record}},
+        )
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)

@@ -114,7 +114,9 @@ class Airshower(Dataset):
                 raise ConversionError(f"{path}: y_{part} (Xmax) contains NaN or infinite values")
             features = ["signal", "time", "station_positions"]
             if part == "train":
-                split_off_validation(path, writer, sources, xmax, False, info, features)
+                split_off_validation(
+                    path, writer, sources, xmax, False, info, features, {"station_positions"}
+                )
             else:
                 for name, source in sources.items():
                     stored = np.load(source, mmap_mode="r", allow_pickle=False)

@@ -110,17 +110,20 @@ class Dataset:
     manifest_override: ClassVar[DatasetManifest | None] = None
     """A manifest given in code (tests, demos) instead of the bundled TOML file."""
     prepare_defaults: ClassVar[Mapping[str, Any]] = {}
-    """The parameters of :meth:`load_data` and their defaults."""
+    """The parameters of :meth:`load_data` and their defaults. A value given must have the
+    default's type (``True``/``False`` for flags, a whole number ≥ 1 for counts, a string)."""
+    prepare_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
+    """The allowed values of parameters that take one of a few (``form``, ``representation``)."""
     prepare_version: ClassVar[int] = 1
     """The preprocessing version: bump by hand whenever :meth:`prepare` (or code it calls,
     such as the kernels or scalers) changes its output; it is part of the cache key. The
     fingerprint test fails when the output changes without a bump."""
-    convert_fingerprint: ClassVar[str | None] = None
-    """Fingerprint of :meth:`convert`'s output on a fixed synthetic input, recorded with
-    ``converter_version`` (checked by the test-suite)."""
-    prepare_fingerprint: ClassVar[str | None] = None
-    """Fingerprint of :meth:`prepare`'s output on a fixed synthetic input (without and with a
-    graph), recorded with ``prepare_version`` (checked by the test-suite)."""
+    convert_fingerprints: ClassVar[Mapping[int, str]] = {}
+    """Fingerprint of :meth:`convert`'s output on a fixed synthetic input, by
+    ``converter_version`` (the history is kept; the test-suite checks the current one)."""
+    prepare_fingerprints: ClassVar[Mapping[int, str]] = {}
+    """Fingerprint of :meth:`prepare`'s output on a fixed synthetic input (several parameter
+    sets, with and without a graph), by ``prepare_version``."""
 
     node_positions: ClassVar[tuple[str, int, int] | None] = None
     """Where the nodes' positions are in a prepared split with a graph: ``(array, first column,
@@ -211,6 +214,13 @@ class Dataset:
         """
         raise NotImplementedError(f"{cls.__name__} does not define convert()")
 
+    @classmethod
+    def conversion_parameters(cls) -> Mapping[str, Any]:
+        """Settings of a class that change what :meth:`convert` writes (CALICE branch names and
+        layer geometry): part of the converted cache's identity, so two variants never share
+        arrays. ``{}`` for most datasets."""
+        return {}
+
     # -- loading -----------------------------------------------------------------------------
     @classmethod
     def download(
@@ -268,8 +278,11 @@ class Dataset:
             split_dir = pipeline.build_split(cls, settings, dataset_version, split, force_download)
         try:
             return pipeline.open_split(cls, split_dir, dataset_version, split, max_events)
-        except DamagedCacheError:  # damaged between the check and the open: rebuild once
-            split_dir = pipeline.build_split(cls, settings, dataset_version, split, True)
+        except DamagedCacheError as error:  # e.g. a damaged header: convert again, once
+            pipeline.log.warning("%s", error)
+            split_dir = pipeline.build_split(
+                cls, settings, dataset_version, split, force=True, refetch=False
+            )
             return pipeline.open_split(cls, split_dir, dataset_version, split, max_events)
 
     # -- preprocessing -----------------------------------------------------------------------
@@ -308,7 +321,28 @@ class Dataset:
             raise TypeError(
                 f"{cls.__name__}.load_data got unknown parameter(s) {unknown}; known: {known}"
             )
-        return {**cls.prepare_defaults, **params, "graph": check_flag("graph", graph)}
+        checked = {name: cls._check_parameter(name, value) for name, value in params.items()}
+        return {**cls.prepare_defaults, **checked, "graph": check_flag("graph", graph)}
+
+    @classmethod
+    def _check_parameter(cls, name: str, value: Any) -> Any:
+        """``value`` of the preprocessing parameter ``name``, checked against its default."""
+        default = cls.prepare_defaults[name]
+        where = f"{cls.__name__}.load_data({name}=...)"
+        if isinstance(default, bool):
+            return check_flag(where, value)
+        if isinstance(default, int):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{where} must be a whole number, not {value!r}")
+            if int(value) < 1:
+                raise ValueError(f"{where} must be 1 or more, not {value}")
+            return int(value)
+        if isinstance(default, str) and not isinstance(value, str):
+            raise TypeError(f"{where} must be a string, not {value!r}")
+        choices = cls.prepare_choices.get(name)
+        if choices is not None and value not in choices:
+            raise ValueError(f"{where} must be one of {list(choices)}, not {value!r}")
+        return value
 
     @classmethod
     def load_data(
@@ -345,8 +379,8 @@ class Dataset:
         version_dir = Cache(settings).version_dir(cls.manifest().name, dataset_version.name)
         root = version_dir / "prepared" / key
         directory = root / split
+        lock = prepare_lock(version_dir, key)
         if force_download or not pipeline.current_prepared(directory):
-            lock = prepare_lock(version_dir, key)
             with exclusive(lock, f"preparing {cls.__name__}"):
                 if force_download or not pipeline.current_prepared(directory):
                     raw = cls.load(
@@ -354,7 +388,15 @@ class Dataset:
                     )
                     fitted = pipeline.statistics(cls, root, dataset_version, resolved, settings)
                     pipeline.prepare_split(cls, root, split, raw, fitted, resolved)
-        return open_prepared(directory, max_events)
+        try:
+            return open_prepared(directory, max_events)
+        except DamagedCacheError as error:  # e.g. a damaged header: prepare again, once
+            pipeline.log.warning("%s", error)
+            with exclusive(lock, f"preparing {cls.__name__}"):
+                raw = cls.load(split, settings=settings, version=version)
+                fitted = pipeline.statistics(cls, root, dataset_version, resolved, settings)
+                pipeline.prepare_split(cls, root, split, raw, fitted, resolved)
+            return open_prepared(directory, max_events)
 
     # -- framework views (registered by pd4ml.adapters) -----------------------------------------
     @classmethod

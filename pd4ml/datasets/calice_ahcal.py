@@ -44,6 +44,7 @@ cells (±1 layer, ±1 tile) — and ``neighbour_mask``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ import numpy as np
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
 from pd4ml.datasets.splits import stratified_holdout
 from pd4ml.errors import ConversionError
+from pd4ml.fetch.diskspace import disk_full_error, free_bytes, is_disk_full
 from pd4ml.manifest import DatasetVersion
 from pd4ml.npyio import copy_npz_member, npz_headers
 
@@ -187,6 +189,10 @@ def read_root(path: Path, branches: Mapping[str, str], scratch: Path) -> HitTabl
     except ConversionError:
         raise
     except Exception as error:  # uproot raises many types for damaged files
+        if is_disk_full(error):
+            raise disk_full_error(
+                next(iter(spools.values())), needed=None, free=free_bytes(path.parent)
+            ) from error
         raise ConversionError(
             f"{path}: cannot read the ROOT file ({type(error).__name__}: {error})"
         ) from None
@@ -246,6 +252,14 @@ class CaliceAHCAL(Dataset):
     branches: ClassVar[Mapping[str, str]] = DEFAULT_BRANCHES
     geometry: ClassVar[LayerGeometry] = DEFAULT_GEOMETRY
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"representation": "cloud"}
+    prepare_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "representation": ("cloud", "voxels")
+    }
+
+    @classmethod
+    def conversion_parameters(cls) -> Mapping[str, Any]:
+        """The branch names and the layer geometry (they change the converted arrays)."""
+        return {"branches": dict(cls.branches), "geometry": dataclasses.asdict(cls.geometry)}
 
     @classmethod
     def with_branches(cls, **names: str) -> type[CaliceAHCAL]:

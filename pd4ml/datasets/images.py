@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from numpy.lib import format as npy_format
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
 from pd4ml.datasets.scaling import RunningMoments
@@ -27,7 +26,7 @@ from pd4ml.datasets.splits import copy_array, split_off_validation
 from pd4ml.errors import ConversionError
 from pd4ml.graphs import grid_neighbours
 from pd4ml.manifest import DatasetVersion
-from pd4ml.npyio import copy_npz_member, npz_headers
+from pd4ml.npyio import allocate_npy, copy_npz_member, npz_headers
 
 _CHUNK = 4_096  # events per chunk
 
@@ -70,9 +69,7 @@ class HistogramDataset(Dataset, register=False):
                 raise ConversionError(f"{path}: y_{part} holds values other than 0 and 1")
             if part == "train":
                 sources = {"histograms": scratch / f"{part}_histograms.npy"}
-                as_float = npy_format.open_memmap(
-                    sources["histograms"], mode="w+", dtype=np.float32, shape=images.shape
-                )
+                as_float = allocate_npy(sources["histograms"], images.shape, np.float32)
                 copy_array(images, as_float)
                 as_float.flush()
                 del images, as_float
@@ -135,6 +132,7 @@ class Spinodal(HistogramDataset):
     name = "spinodal"
     shape = (20, 20)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise": False, "form": "image"}
+    prepare_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"form": ("image", "nodes")}
 
 
 class EOS(HistogramDataset):
@@ -143,3 +141,4 @@ class EOS(HistogramDataset):
     name = "eos"
     shape = (24, 24)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise": True, "form": "image"}
+    prepare_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"form": ("image", "nodes")}

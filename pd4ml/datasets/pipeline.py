@@ -36,15 +36,19 @@ from pd4ml.cache import (
 from pd4ml.config import Settings
 from pd4ml.datasets.results import LoadMetadata, LoadResult, PreparedData
 from pd4ml.datasets.storage import (
+    REBUILD,
     STORAGE_VERSION,
     ArrayWriter,
     damaged_arrays,
     open_arrays,
+    record_array,
     remove_stale_staging,
+    save_npy,
     staging_directory,
 )
 from pd4ml.errors import ConversionError, DamagedCacheError, DiskFullError
 from pd4ml.fetch import Fetcher
+from pd4ml.fetch.diskspace import disk_full_as_error, disk_full_error, free_bytes, is_disk_full
 from pd4ml.fetch.locking import exclusive
 from pd4ml.manifest import DatasetVersion
 
@@ -54,12 +58,30 @@ if TYPE_CHECKING:
 log = get_logger("datasets")
 
 
+def conversion_parameters(cls: type[Dataset]) -> dict[str, Any]:
+    """The dataset's conversion parameters, as stored in JSON."""
+    parameters: dict[str, Any] = json.loads(
+        json.dumps(cls.conversion_parameters(), sort_keys=True, default=str)
+    )
+    return parameters
+
+
+def arrays_variant(cls: type[Dataset]) -> str:
+    """Suffix of the arrays directory of a class with conversion parameters (``""``: none)."""
+    parameters = conversion_parameters(cls)
+    if not parameters:
+        return ""
+    return hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def current_split(directory: Path, cls: type[Dataset], *, quiet: bool = False) -> bool:
     """Whether ``directory`` holds a complete converted split of the current layout."""
     meta = read_json(directory / "meta.json")
     if not isinstance(meta, dict) or meta.get("converter_version") != cls.converter_version:
         return False
     if meta.get("storage_version") != STORAGE_VERSION:
+        return False
+    if meta.get("conversion", {}) != conversion_parameters(cls):
         return False
     problems = damaged_arrays(directory, meta)
     if problems and not quiet:
@@ -73,21 +95,33 @@ def find_split(
     """A complete, current converted split in a shared layer or the user cache."""
     cache = Cache(settings)
     for root in (*settings.shared_dirs, settings.data_dir):
-        directory = cache.arrays_dir(cls.manifest().name, version.name, root) / split
+        directory = cache.arrays_dir(cls.manifest().name, version.name, root, arrays_variant(cls))
+        directory = directory / split
         if current_split(directory, cls):
             return directory
     return None
 
 
 def build_split(
-    cls: type[Dataset], settings: Settings, version: DatasetVersion, split: str, force: bool
+    cls: type[Dataset],
+    settings: Settings,
+    version: DatasetVersion,
+    split: str,
+    force: bool,
+    refetch: bool | None = None,
 ) -> Path:
-    """Fetch the raw files of ``split`` and convert them (once, under the conversion lock)."""
+    """Fetch the raw files of ``split`` and convert them (once, under the conversion lock).
+
+    ``force`` converts again even when a current split exists; ``refetch`` (default: ``force``)
+    also downloads the raw files again (a damaged array needs only a new conversion).
+    """
     manifest = cls.manifest()
     fetcher = Fetcher(settings)
-    local = fetcher.fetch(manifest, version, cls.files_for_split(version, split), force=force)
+    refetch = force if refetch is None else refetch
+    keys = cls.files_for_split(version, split)
+    local = fetcher.fetch(manifest, version, keys, force=refetch)
     cache = Cache(settings)
-    arrays = cache.arrays_dir(manifest.name, version.name)
+    arrays = cache.arrays_dir(manifest.name, version.name, variant=arrays_variant(cls))
     lock = convert_lock(cache.version_dir(manifest.name, version.name))
     with exclusive(lock, f"conversion of {manifest.name} {version.name}"):
         if not force:
@@ -113,6 +147,7 @@ def build_split(
                     "version": version.name,
                     "split": written,
                     "converter_version": cls.converter_version,
+                    "conversion": conversion_parameters(cls),
                     "storage_version": STORAGE_VERSION,
                     "array_files": writer.records(written),
                     "pd4ml_version": __version__,
@@ -127,6 +162,8 @@ def build_split(
         except (ConversionError, DiskFullError):
             raise
         except (OSError, ValueError, KeyError, IndexError) as error:
+            if is_disk_full(error):
+                raise disk_full_error(staging, needed=None, free=free_bytes(staging)) from error
             names = ", ".join(str(item.path) for item in local.values())
             raise ConversionError(
                 f"converting {names} failed: {type(error).__name__}: {error}"
@@ -142,7 +179,7 @@ def open_split(
     """A converted split as a :class:`LoadResult` of memory maps."""
     meta = read_json(directory / "meta.json")
     if not isinstance(meta, dict):
-        raise DamagedCacheError(f"{directory}/meta.json is missing or unreadable")
+        raise DamagedCacheError(f"{directory}/meta.json is missing or unreadable{REBUILD}")
     arrays, shared = open_arrays(directory, meta, max_events)
     features = [arrays[name] for name in meta["features"]]
     labels = arrays[meta["labels"]]
@@ -172,6 +209,7 @@ def prepared_key(cls: type[Dataset], version: DatasetVersion, params: Mapping[st
         "dataset": cls.manifest().name,
         "version": version.name,
         "converter_version": cls.converter_version,
+        "conversion": conversion_parameters(cls),
         "prepare_version": cls.prepare_version,
         "storage_version": STORAGE_VERSION,
         "params": {key: params[key] for key in sorted(params)},
@@ -227,10 +265,20 @@ def statistics(
     fitted = cls.fit_statistics(train, params)
     with atomic_directory(folder) as staging:
         for name, value in fitted.items():
-            np.save(staging / f"{name}.npy", np.asarray(value), allow_pickle=False)
+            save_npy(staging / f"{name}.npy", np.asarray(value))
+        records = {
+            name: record_array(staging / f"{name}.npy", per_event=False).to_json()
+            for name in fitted
+        }
         write_json_atomic(
             staging / "meta.json",
-            {"arrays": sorted(fitted), "fitted_on": "train", "n_events": train.n_events},
+            {
+                "arrays": sorted(fitted),
+                "fitted_on": "train",
+                "n_events": train.n_events,
+                "storage_version": STORAGE_VERSION,
+                "array_files": records,
+            },
         )
     return fitted
 
@@ -252,7 +300,8 @@ def prepare_split(
     try:
         writer = ArrayWriter(staging)
         started = time.monotonic()
-        cls.prepare(raw, fitted, params, writer, split)
+        with disk_full_as_error(staging):
+            cls.prepare(raw, fitted, params, writer, split)
         if split not in writer.splits:
             raise ConversionError(f"{cls.__name__}.prepare did not produce split {split!r}")
         meta = {
@@ -297,7 +346,7 @@ def open_prepared(directory: Path, max_events: int | None, quiet: bool = False) 
     """Open a prepared split directory as :class:`PreparedData` (memory maps)."""
     meta = read_json(directory / "meta.json")
     if not isinstance(meta, dict):
-        raise DamagedCacheError(f"{directory}/meta.json is missing or unreadable")
+        raise DamagedCacheError(f"{directory}/meta.json is missing or unreadable{REBUILD}")
     arrays, shared = open_arrays(directory, meta, max_events)
     if meta.get("synthetic") and not quiet:
         log.warning(

@@ -32,7 +32,7 @@ class LoadMetadata:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoadResult:
     """Arrays of one split: unpacks as ``(X, y)`` like the original pd4ml's ``load``.
 
@@ -108,6 +108,21 @@ class PreparedData(Mapping[str, np.ndarray]):
     def __len__(self) -> int:
         return len(self.arrays)
 
+    def __eq__(self, other: object) -> bool:
+        """Identity: two objects are equal when they are the same view (comparing the arrays
+        element-wise would be ambiguous and expensive)."""
+        return self is other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickles as its directory (worker processes reopen the memory maps, never copy the
+        data); a split not opened from the cache pickles by value."""
+        if self.directory is None:
+            return (PreparedData, (dict(self.arrays), dict(self.metadata), None, None, self.shared))
+        return (_reopen_prepared, (str(self.directory), self.max_events))
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{name}={tuple(array.shape)}" for name, array in self.arrays.items())
         return (
@@ -155,3 +170,9 @@ class PreparedData(Mapping[str, np.ndarray]):
     def tf(self, names: Sequence[str] | None = None, weights: str | None = None) -> Any:
         """A TensorFlow view of this split (:class:`pd4ml.adapters.tf.TfEvents`)."""
         return make_view("tf", self, names=names, weights=weights)
+
+
+def _reopen_prepared(directory: str, max_events: int | None) -> PreparedData:
+    from pd4ml.datasets.pipeline import open_prepared
+
+    return open_prepared(Path(directory), max_events, quiet=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pd4ml.datasets.base import ArrayWriter
+from pd4ml.errors import ConversionError
 
 VALIDATION_FRACTION = 0.1
 VALIDATION_SEED = 20210630
@@ -73,13 +74,14 @@ def split_off_validation(
     stratify: bool,
     info: Mapping[str, Any],
     features: list[str],
+    shared: Collection[str] = (),
 ) -> None:
     """Write ``train`` and ``val`` from the training arrays (``name → .npy path``) of a file.
 
-    ``val`` is a seeded 10 % (per class when ``stratify``); arrays that are not per event
-    (e.g. a detector geometry) are copied to both splits unchanged. Per-event arrays are
-    copied chunk by chunk into memory-mapped outputs (in their stored dtype), so memory does
-    not grow with the number of events.
+    ``val`` is a seeded 10 % (per class when ``stratify``); the arrays named in ``shared``
+    are not per event (e.g. a detector geometry) and are copied to both splits unchanged.
+    Per-event arrays are copied chunk by chunk into memory-mapped outputs (in their stored
+    dtype), so memory does not grow with the number of events.
     """
     held = (
         stratified_holdout(labels, VALIDATION_FRACTION, VALIDATION_SEED)
@@ -89,7 +91,11 @@ def split_off_validation(
     for split, rows in (("train", np.flatnonzero(~held)), ("val", np.flatnonzero(held))):
         for name, source in arrays.items():
             array = np.load(source, mmap_mode="r", allow_pickle=False)
-            if array.shape[:1] == labels.shape:
+            if name not in shared:
+                if array.shape[:1] != labels.shape:
+                    raise ConversionError(
+                        f"{path}: {name} has {array.shape[:1]} entries for {len(labels)} events"
+                    )
                 output = writer.empty(split, name, (len(rows), *array.shape[1:]), array.dtype)
                 copy_rows(array, rows, output)
                 output.flush()

@@ -14,9 +14,7 @@ path and the bytes needed and free, never a ``SIGBUS`` from writing into a spars
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,59 +28,23 @@ from numpy.lib import format as npy_format
 from pd4ml.errors import ConversionError, DamagedCacheError
 from pd4ml.fetch.diskspace import (
     disk_full_as_error,
-    disk_full_error,
-    ensure_free_space,
-    free_bytes,
-    is_disk_full,
 )
+from pd4ml.npyio import allocate_npy, reserve
 
 #: Version of the split layout (``meta.json`` fields); splits written before are rebuilt.
 STORAGE_VERSION = 2
+
+#: What every damaged-cache message says to do.
+REBUILD = (
+    "; pd4ml rebuilds it from the verified raw files on the next load (load() or load_data() "
+    "again); `pd4ml verify` checks every cached array"
+)
 
 #: Prefixes of the staging directories of conversions and preparations.
 STAGING_PREFIXES = (".convert-", ".prepare-")
 
 
 # -- disk space ----------------------------------------------------------------------------------
-def reserve(handle: int, path: Path, offset: int, length: int) -> None:
-    """Reserve ``length`` bytes of disk from ``offset`` in the open file ``handle``.
-
-    File systems without ``fallocate`` get a free-space check instead.
-    """
-    if length <= 0:
-        return
-    try:
-        os.posix_fallocate(handle, offset, length)
-    except OSError as error:
-        if is_disk_full(error):
-            raise disk_full_error(path, needed=length, free=free_bytes(path.parent)) from error
-        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
-            raise
-        ensure_free_space(path, length)
-
-
-def allocate_npy(
-    path: Path, shape: Sequence[int], dtype: np.dtype[Any] | type | str
-) -> np.memmap[Any, Any]:
-    """A writable memory-mapped ``.npy`` at ``path`` with its disk space reserved up front.
-
-    The header is written with ordinary file I/O and the data blocks are allocated before the
-    map is made, so filling the map can never fault on a full disk.
-    """
-    dtype = np.dtype(dtype)
-    shape = tuple(int(n) for n in shape)
-    header = {"descr": npy_format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    with disk_full_as_error(path, nbytes), open(path, "wb") as handle:
-        npy_format.write_array_header_2_0(handle, header)
-        offset = handle.tell()
-        handle.flush()
-        reserve(handle.fileno(), path, offset, nbytes)
-    if nbytes == 0:  # nothing to map: an empty array (the file is already complete)
-        return np.zeros(shape, dtype=dtype).view(np.memmap)
-    return np.memmap(path, dtype=dtype, mode="r+", offset=offset, shape=shape)
-
-
 def save_npy(path: Path, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` with ordinary file I/O (a full disk is a clear error)."""
     array = np.ascontiguousarray(array)
@@ -276,7 +238,7 @@ def open_arrays(
     """
     records = array_records(meta)
     if records is None:
-        raise DamagedCacheError(f"{directory} was written by an older pd4ml; it must be rebuilt")
+        raise DamagedCacheError(f"{directory} was written by an older pd4ml{REBUILD}")
     arrays: dict[str, np.ndarray] = {}
     for name, record in records.items():
         path = directory / f"{name}.npy"
@@ -284,11 +246,11 @@ def open_arrays(
             if path.stat().st_size != record.bytes:
                 raise DamagedCacheError(
                     f"{path} has {path.stat().st_size:,} bytes but {record.bytes:,} were written "
-                    "(truncated or overwritten)"
+                    f"(truncated or overwritten){REBUILD}"
                 )
             array: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as error:
-            raise DamagedCacheError(f"{path} cannot be opened: {error}") from error
+            raise DamagedCacheError(f"{path} cannot be opened ({error}){REBUILD}") from error
         if record.per_event and max_events is not None:
             array = array[:max_events]
         arrays[name] = array

@@ -119,3 +119,32 @@ def exclusive(path: Path, description: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def try_exclusive(path: Path) -> Iterator[bool]:
+    """Take the lock on ``path`` without waiting: yields ``True`` while this process holds it,
+    ``False`` when another live process does (its work is running). For cleaning up after
+    killed processes: remove their leftovers only inside ``with try_exclusive(...) as held:
+    if held: ...``, so a writer cannot start meanwhile."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        yield False
+        return
+    except OSError as error:
+        if error.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EIO):
+            raise
+        soft = path.with_name(path.name + ".soft")
+        if soft.exists() and not _holder_is_gone(soft, socket.gethostname()):
+            yield False
+            return
+        with _soft_lock(soft, "cleaning up"):
+            yield True
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
