@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -398,3 +399,31 @@ def test_write_rows_through_the_file_and_by_assignment(tmp_path: Path) -> None:
     np.testing.assert_array_equal(stored[2], rows[0])
     np.testing.assert_array_equal(plain[5:9], rows)
     assert not plain[:5].any() and not stored[9].any()
+
+
+def test_stored_dense_adjacency_is_the_transpose_of_the_original_adj_matrix(
+    synthetic_top: type[Dataset], settings: Settings
+) -> None:
+    """``dense_adjacency=True`` stores ``A[i, j] = 1`` for j among the kNN of i (the docstring
+    says so, and that models written against the original take ``X["adj_matrix"]``)."""
+    prepared = synthetic_top.load_data(
+        "test", graph=True, dense_adjacency=True, k=5, n_constituents=30, settings=settings
+    )
+    stored = np.asarray(prepared["adjacency"])
+    neighbours = np.asarray(prepared["neighbours"]).astype(np.int64)
+    valid = np.asarray(prepared["neighbour_mask"])
+    real = np.asarray(prepared["mask"])
+    expected = np.zeros_like(stored)
+    event, node, slot = np.nonzero(valid)
+    expected[event, node, neighbours[event, node, slot]] = 1  # row i: the neighbours of i
+    event, node = np.nonzero(real)
+    expected[event, node, node] = 1
+    np.testing.assert_array_equal(stored, expected)
+    X, _ = prepared
+    original = np.asarray(X["adj_matrix"])  # the original pd4ml's convention
+    np.testing.assert_array_equal(original, np.swapaxes(stored, 1, 2))
+    assert (original != stored).any(), "kNN is not symmetric: the two conventions differ"
+    docs = " ".join((sys.modules[constituent_features.__module__].__doc__ or "").split())
+    assert "for models written against the original (" not in docs
+    assert "the **transpose** of the original pd4ml's ``adj_matrix``" in docs
+    assert 'take ``X["adj_matrix"]``' in docs and "np.swapaxes(adjacency, 1, 2)" in docs
