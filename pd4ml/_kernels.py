@@ -89,8 +89,9 @@ def _feature_helper() -> Any:
 
     Every loaded element is cast to float64 (``np.float64``: numba's ``float()`` of a float32
     stays float32) and the arithmetic is that of the NumPy definition, operation for operation
-    (``hypot``, ``arcsinh``, ``arctan2``, ``mod``, ``log`` of the ratios, the jet as the sum of the
-    first ``count`` constituents in order), so that the float32 results are the same bits.
+    (``hypot``, ``arcsinh``, ``arctan2``, ``mod`` — written out —, ``log`` of the ratios, the
+    jet as the sum of the first ``count`` constituents in order), so that the float32 results
+    are the same bits.
     """
     numba = _numba()
 
@@ -127,7 +128,15 @@ def _feature_helper() -> Any:
             safe_pt = pt if pt > 0 else 1.0
             safe_e = e if e > 0 else 1.0
             eta_rel = (np.arcsinh(z / safe_pt) - jet_eta) * side
-            phi_rel = np.mod(np.arctan2(y, x) - jet_phi + np.pi, two_pi) - np.pi
+            # np.mod(turned, 2π) - π without the fmod call, the same bits: ``turned`` lies in
+            # [-π, 3π], where fmod is exact and equals ``turned - 2π`` (exact by Sterbenz) above
+            # 2π, and NumPy adds 2π (rounded, as here) to a negative remainder
+            turned = np.arctan2(y, x) - jet_phi + np.pi
+            if turned >= two_pi:
+                turned -= two_pi
+            elif turned < 0:
+                turned += two_pi
+            phi_rel = turned - np.pi
             eta32 = np.float32(eta_rel)
             phi32 = np.float32(phi_rel)
             features[jet, i, 0] = np.log(safe_pt)
