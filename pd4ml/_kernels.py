@@ -1,20 +1,26 @@
-"""Compiled kernels (numba, the ``fast`` extra) for the per-constituent hot loops.
+"""Compiled kernels (numba, a core dependency) for the per-constituent hot loops.
 
-Each kernel has a NumPy twin that defines its result; the kernels are only faster. Without
-numba, the factories here return ``None`` and callers use the NumPy path.
+Each kernel has a NumPy twin that defines its result and is the tested reference
+implementation; the kernels are only faster, and give the same bits. Setting the environment
+variable ``PD4ML_NO_NUMBA`` (to anything non-empty) makes the factories here return ``None``, and
+callers then use the NumPy twins (for checking a result against the reference; much slower).
 
 * :func:`top_features_kernel` — the seven TopTagging constituent features
-  (twin: ``pd4ml.datasets.top_tagging._constituent_features_numpy``).
-* :func:`knn_kernel` — k nearest neighbours in 2-D of padded point clouds whose real nodes are
-  leading (twin: ``pd4ml.graphs._knn_block``), compiled for each k (a constant of the code).
+  (twin: ``pd4ml.datasets.top_tagging._constituent_features_numpy``), computed in float64 from
+  the float32 inputs with the twin's operations, then rounded to float32.
+* :func:`knn_kernel` — k nearest neighbours in 2-D of padded point clouds, the real nodes in
+  any slots (twin: ``pd4ml.graphs._knn_block``), compiled for each k (a constant of the code).
+  Squared distances are float32, as in the twin (see :func:`_knn_helpers`).
 * :func:`top_features_knn_kernel` — both fused, one jet at a time: the features of a jet and
-  then its kNN graph on (Δη, Δφ), written straight into the outputs (no temporaries, no
-  pre-initialisation, no per-jet allocation). Same results as the two kernels one after the
-  other, bit for bit.
+  then its kNN graph on the stored (float32) (Δη, Δφ), written straight into the outputs (no
+  temporaries, no pre-initialisation, no per-jet allocation). Same results as the two kernels
+  one after the other, bit for bit.
 
 The per-jet and per-event work lives in jitted helpers (:func:`_feature_helper`,
 :func:`_knn_helpers`), inlined into the parallel kernels; parallel loops run over contiguous
-blocks of jets, with one set of scratch buffers per block (no allocation per jet).
+blocks of jets, with one set of scratch buffers per block (no allocation per jet). Every kernel is
+compiled with ``cache=True``: the machine code is stored beside this file (or in
+``NUMBA_CACHE_DIR``) and loaded by later processes instead of being compiled again.
 """
 
 from __future__ import annotations
@@ -24,10 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from pd4ml.errors import Pd4mlError
+
 _CACHE: dict[str, Any] = {}
 _GROUPS = 16  # kNN: the minima of this many groups of candidates bound the k-th distance
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _BLOCKS = 256  # parallel loops: jets in at most this many contiguous blocks, scratch per block
+#: Environment variable that selects the NumPy reference implementations instead of the kernels.
+REFERENCE_VARIABLE = "PD4ML_NO_NUMBA"
 # The jitted helpers, set on first use. The kernels refer to them as globals, not closure
 # variables: numba keys its on-disk cache on the closure's pickled contents, which for a
 # dispatcher differ from process to process (the cache would never hit).
@@ -36,15 +46,27 @@ _event_knn: Any = None
 _knn_scratch: Any = None
 
 
-def numba_available() -> bool:
-    """True when numba can be imported (and ``PD4ML_NO_NUMBA`` is not set)."""
-    if os.environ.get("PD4ML_NO_NUMBA"):
-        return False
+class NumbaImportError(Pd4mlError, ImportError):
+    """numba, a dependency of pd4ml, cannot be imported (a broken or partial installation)."""
+
+
+def use_compiled_kernels() -> bool:
+    """True unless ``PD4ML_NO_NUMBA`` is set (non-empty): then the NumPy reference
+    implementations are used instead of the compiled kernels."""
+    return not os.environ.get(REFERENCE_VARIABLE)
+
+
+def _numba() -> Any:
+    """The ``numba`` module, or :class:`NumbaImportError` saying how to repair the install."""
     try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        import numba
+    except ImportError as error:
+        raise NumbaImportError(
+            f"numba cannot be imported ({error}); it is a dependency of pd4ml: reinstall it with "
+            f"`pip install 'numba>=0.59'`, or set {REFERENCE_VARIABLE}=1 to run the (much slower) "
+            "NumPy reference implementations instead"
+        ) from error
+    return numba
 
 
 def _define_helpers() -> None:
@@ -63,10 +85,15 @@ def _feature_helper() -> Any:
     ``features[jet]`` ``(n_keep, 7)`` float32 and ``mask[jet]`` ``(n_keep,)``, padding rows
     zeroed; the stored (float32) Δη and Δφ of the first ``min(count, n_keep)`` constituents also
     go to the scratch ``xs`` and ``ys`` ``(>= n_keep,)``. Returns the real constituent count
-    (E > 0). Float64 arithmetic; ``ln(pT/pT_jet)`` as ``ln pT - ln pT_jet`` (and so for E),
-    equal to the NumPy definition to rounding.
+    (E > 0).
+
+    Every loaded element is cast to float64 (``np.float64``: numba's ``float()`` of a float32
+    stays float32) and the arithmetic is that of the NumPy definition, operation for operation
+    (``hypot``, ``arcsinh``, ``arctan2``, ``mod`` — written out —, ``log`` of the ratios, the
+    jet as the sum of the first ``count`` constituents in order), so that the float32 results
+    are the same bits.
     """
-    import numba
+    numba = _numba()
 
     @numba.njit(inline="always")
     def jet_features(constituents, jet, n_keep, features, mask, xs, ys):  # type: ignore[no-untyped-def]
@@ -80,39 +107,45 @@ def _feature_helper() -> Any:
         py = 0.0
         pz = 0.0
         for i in range(count):
-            energy += constituents[jet, i, 0]
-            px += constituents[jet, i, 1]
-            py += constituents[jet, i, 2]
-            pz += constituents[jet, i, 3]
+            energy += np.float64(constituents[jet, i, 0])
+            px += np.float64(constituents[jet, i, 1])
+            py += np.float64(constituents[jet, i, 2])
+            pz += np.float64(constituents[jet, i, 3])
         jet_pt = np.hypot(px, py)
         jet_eta = np.arcsinh(pz / jet_pt) if jet_pt > 0 else 0.0
         jet_phi = np.arctan2(py, px)
         side = -1.0 if jet_eta < 0 else 1.0
-        log_jet_pt = np.log(jet_pt) if jet_pt > 0 else 0.0
-        log_jet_energy = np.log(energy) if energy > 0 else 0.0
+        jet_pt_safe = jet_pt if jet_pt > 0 else 1.0
+        jet_energy_safe = energy if energy > 0 else 1.0
         two_pi = 2 * np.pi
         real = min(count, n_keep)
         for i in range(real):
-            e = float(constituents[jet, i, 0])
-            x = float(constituents[jet, i, 1])
-            y = float(constituents[jet, i, 2])
-            z = float(constituents[jet, i, 3])
-            pt = np.sqrt(x * x + y * y)
+            e = np.float64(constituents[jet, i, 0])
+            x = np.float64(constituents[jet, i, 1])
+            y = np.float64(constituents[jet, i, 2])
+            z = np.float64(constituents[jet, i, 3])
+            pt = np.hypot(x, y)
             safe_pt = pt if pt > 0 else 1.0
+            safe_e = e if e > 0 else 1.0
             eta_rel = (np.arcsinh(z / safe_pt) - jet_eta) * side
-            phi_rel = np.arctan2(y, x) - jet_phi + np.pi
-            phi_rel = phi_rel - two_pi * np.floor(phi_rel / two_pi) - np.pi
-            log_pt = np.log(safe_pt)
-            log_e = np.log(e) if e > 0 else 0.0
+            # np.mod(turned, 2π) - π without the fmod call, the same bits: ``turned`` lies in
+            # [-π, 3π], where fmod is exact and equals ``turned - 2π`` (exact by Sterbenz) above
+            # 2π, and NumPy adds 2π (rounded, as here) to a negative remainder
+            turned = np.arctan2(y, x) - jet_phi + np.pi
+            if turned >= two_pi:
+                turned -= two_pi
+            elif turned < 0:
+                turned += two_pi
+            phi_rel = turned - np.pi
             eta32 = np.float32(eta_rel)
             phi32 = np.float32(phi_rel)
-            features[jet, i, 0] = log_pt
-            features[jet, i, 1] = log_e
+            features[jet, i, 0] = np.log(safe_pt)
+            features[jet, i, 1] = np.log(safe_e)
             features[jet, i, 2] = eta32
             features[jet, i, 3] = phi32
-            features[jet, i, 4] = log_pt - log_jet_pt
-            features[jet, i, 5] = log_e - log_jet_energy
-            features[jet, i, 6] = np.sqrt(eta_rel * eta_rel + phi_rel * phi_rel)
+            features[jet, i, 4] = np.log(safe_pt / jet_pt_safe)
+            features[jet, i, 5] = np.log(safe_e / jet_energy_safe)
+            features[jet, i, 6] = np.hypot(eta_rel, phi_rel)
             mask[jet, i] = True
             xs[i] = eta32
             ys[i] = phi32
@@ -137,8 +170,9 @@ def _knn_helpers() -> tuple[Any, Any]:
     missing neighbours ``-1`` / False). Brute force over the event's real nodes, without
     branches that depend on the data: per node,
 
-    1. the squared distances in float32, ``dx*dx + dy*dy`` as the NumPy definition (self and
-       padding: inf);
+    1. the squared distances in float32 from the float32 coordinates, ``dx*dx + dy*dy`` with
+       each operation rounded to float32 (no fused multiply-add), as the NumPy definition (self
+       and padding: inf);
     2. a bound on the k-th distance: the k-th smallest of the minima of ``_GROUPS`` groups of
        candidates (k disjoint candidates lie within it), capped at the largest float32 so that
        inf (self, padding, overflow) and NaN never pass;
@@ -147,7 +181,7 @@ def _knn_helpers() -> tuple[Any, Any]:
        (uint64: the order of (distance, index), as distances are non-negative) with
        compare-exchanges — nearest first, ties to the lower index.
     """
-    import numba
+    numba = _numba()
 
     groups = _GROUPS
     largest = _FLOAT32_MAX
@@ -237,11 +271,11 @@ def top_features_kernel() -> Any | None:
     ``features_out`` ``(n_jets, n_keep, 7)`` float32 and ``mask_out`` ``(n_jets, n_keep)`` bool
     is written.
     """
+    if not use_compiled_kernels():
+        return None
     if "top" in _CACHE:
         return _CACHE["top"]
-    if not numba_available():
-        return None
-    import numba
+    numba = _numba()
 
     _define_helpers()
 
@@ -270,11 +304,11 @@ def top_features_knn_kernel(k: int) -> Any | None:
     ``neighbours`` ``(n_jets, n_keep, k)`` int32 and ``valid`` ``(n_jets, n_keep, k)`` bool.
     """
     key = f"top_knn{k}"
+    if not use_compiled_kernels():
+        return None
     if key in _CACHE:
         return _CACHE[key]
-    if not numba_available():
-        return None
-    import numba
+    numba = _numba()
 
     _define_helpers()
 
@@ -295,36 +329,60 @@ def top_features_knn_kernel(k: int) -> Any | None:
 
 
 def knn_kernel(k: int) -> Any | None:
-    """Kernel ``(points, counts, neighbours, valid)``: ``k`` nearest neighbours in 2-D.
+    """Kernel ``(points, mask, neighbours, valid)``: ``k`` nearest neighbours in 2-D.
 
-    ``points`` ``(n_events, n_nodes, 2)`` float32 whose first ``counts[e]`` nodes are the real
-    ones (``counts`` ``(n_events,)`` int64); every element of ``neighbours``
-    ``(n_events, n_nodes, k)`` int32 and ``valid`` ``(n_events, n_nodes, k)`` bool is written
-    (see :func:`pd4ml.graphs.knn_neighbours` for the result).
+    ``points`` ``(n_events, n_nodes, 2)`` float32 and ``mask`` ``(n_events, n_nodes)`` bool (True
+    for the real nodes, in any slots: padding may come before real nodes); every element of
+    ``neighbours`` ``(n_events, n_nodes, k)`` int32 and ``valid`` ``(n_events, n_nodes, k)``
+    bool is written (see :func:`pd4ml.graphs.knn_neighbours` for the result). Shapes are not
+    checked here (no bounds checks): :func:`pd4ml.graphs.knn_neighbours` checks them.
+
+    The real nodes of an event are gathered in slot order, so that a lower index among them is a
+    lower slot (ties go to the lower slot); when they are not the leading slots, their rows are
+    computed into scratch and scattered back to their slots, with the neighbour indices mapped
+    to slots.
     """
     key = f"knn_kernel{k}"
+    if not use_compiled_kernels():
+        return None
     if key in _CACHE:
         return _CACHE[key]
-    if not numba_available():
-        return None
-    import numba
+    numba = _numba()
 
     _define_helpers()
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def kernel(points, counts, neighbours, valid):  # type: ignore[no-untyped-def]
+    def kernel(points, mask, neighbours, valid):  # type: ignore[no-untyped-def]
         n_events, n_nodes, _ = points.shape
         n_blocks = min(n_events, _BLOCKS)
         for block in numba.prange(n_blocks):
             xs = np.empty(n_nodes, dtype=np.float32)
             ys = np.empty(n_nodes, dtype=np.float32)
+            slots = np.empty(n_nodes, dtype=np.int64)
+            compact = np.empty((n_nodes, k), dtype=np.int32)
+            compact_valid = np.empty((n_nodes, k), dtype=np.bool_)
             scratch = _knn_scratch(n_nodes, k)
             for event in range(block * n_events // n_blocks, (block + 1) * n_events // n_blocks):
-                count = min(counts[event], n_nodes)
+                count = 0
+                for slot in range(n_nodes):
+                    if mask[event, slot]:
+                        xs[count] = points[event, slot, 0]
+                        ys[count] = points[event, slot, 1]
+                        slots[count] = slot
+                        count += 1
+                if count == 0 or slots[count - 1] == count - 1:  # leading: rows in place
+                    _event_knn(xs, ys, count, k, neighbours[event], valid[event], scratch)
+                    continue
+                _event_knn(xs, ys, count, k, compact, compact_valid, scratch)
+                for slot in range(n_nodes):
+                    for j in range(k):
+                        neighbours[event, slot, j] = -1
+                        valid[event, slot, j] = False
                 for i in range(count):
-                    xs[i] = points[event, i, 0]
-                    ys[i] = points[event, i, 1]
-                _event_knn(xs, ys, count, k, neighbours[event], valid[event], scratch)
+                    for j in range(k):
+                        if compact_valid[i, j]:
+                            neighbours[event, slots[i], j] = np.int32(slots[compact[i, j]])
+                            valid[event, slots[i], j] = True
 
     _CACHE[key] = kernel
     return kernel
@@ -334,11 +392,11 @@ def gather_rows_kernel() -> Any | None:
     """Kernel ``(source, rows, out)``: ``out[i] = source[rows[i]]`` for 2-D uint8 byte views,
     rows copied in parallel (the shuffled-batch gather of :mod:`pd4ml.adapters`). ``rows``
     must be valid (``0 <= rows < len(source)``): there is no bounds check."""
+    if not use_compiled_kernels():
+        return None
     if "gather" in _CACHE:
         return _CACHE["gather"]
-    if not numba_available():
-        return None
-    import numba
+    numba = _numba()
 
     @numba.njit(parallel=True, cache=True, nogil=True)
     def kernel(source, rows, out):  # type: ignore[no-untyped-def]

@@ -1,8 +1,8 @@
 """Graph adjacency builders shared by the datasets — sparse first.
 
-* :func:`knn_neighbours` — k nearest neighbours on padded point clouds, batched and vectorised,
-  never linking padding and never a node to itself. Returns per-node neighbour indices and a
-  validity mask, ``(n_events, n_nodes, k)`` each.
+* :func:`knn_neighbours` — k nearest neighbours on padded point clouds (real nodes in any
+  slots), compiled (numba) for 2-D points, never linking padding and never a node to itself.
+  Returns per-node neighbour indices and a validity mask, ``(n_events, n_nodes, k)`` each.
 * :func:`neighbours_to_edge_index` — the same as PyTorch-Geometric style ``edge_index``.
 * :func:`neighbours_to_dense` — the dense ``(n_events, n_nodes, n_nodes)`` form, for
   compatibility with models written against the original pd4ml.
@@ -20,8 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from pd4ml.errors import Pd4mlError
+
 _CHUNK_EVENTS = 256
-_KERNEL: Any = None
+
+
+class GraphInputError(Pd4mlError, ValueError):
+    """Arrays given to a graph builder whose shapes do not fit together (the message says which)."""
 
 
 def knn_neighbours(
@@ -29,37 +34,55 @@ def knn_neighbours(
 ) -> tuple[np.ndarray, np.ndarray]:
     """k nearest neighbours of every real node, excluding padding and the node itself.
 
+    Real nodes may be in any slots (padding before, between or after them). Squared distances
+    are computed in float32 from the coordinates rounded to float32, ``Σ (a - b)²`` with each
+    operation rounded to float32, in both implementations (the compiled kernel for 2-D points
+    and the NumPy definition :func:`_knn_block`), which give identical results; ranking is by
+    (squared distance, index), nearest first, so exact ties go to the lower index.
+
     Args:
         points: ``(n_events, n_nodes, n_dims)`` coordinates (e.g. Δη, Δφ).
         mask: ``(n_events, n_nodes)`` bool, True for real nodes.
-        k: neighbours per node.
-        chunk: events per vectorised block (bounds the memory: ``chunk × n_nodes²`` floats).
+        k: neighbours per node (``>= 0``).
+        chunk: events per vectorised block of the NumPy path (bounds its memory:
+            ``chunk × n_nodes²`` floats).
 
     Returns:
         ``(neighbours, valid)``: ``(n_events, n_nodes, k)`` int32 indices ordered by distance
         (nearest first; ``-1`` where fewer than ``k`` real neighbours exist) and the bool mask of
         valid entries. Rows of padded nodes are all invalid.
+
+    Raises:
+        GraphInputError: ``points`` is not 3-D, ``mask`` is not ``points.shape[:2]``, or
+            ``k < 0``.
     """
+    if points.ndim != 3 or np.shape(mask) != points.shape[:2]:
+        raise GraphInputError(
+            f"knn_neighbours: points must be (n_events, n_nodes, n_dims) and mask "
+            f"(n_events, n_nodes); got points {points.shape} and mask {np.shape(mask)}"
+        )
+    if k < 0:
+        raise GraphInputError(f"knn_neighbours: k must be >= 0, got {k}")
+    mask = np.asarray(mask, dtype=bool)
     n_events, n_nodes = mask.shape
-    counts = mask.sum(axis=1)
-    leading = bool(np.array_equal(mask, np.arange(n_nodes)[None, :] < counts[:, None]))
-    two_dimensional = points.shape[-1] == 2
-    kernel = _compiled_knn(k) if leading and two_dimensional and k > 0 else None
+    kernel = _compiled_knn(k) if points.shape[-1] == 2 and k > 0 else None
     if kernel is not None:  # writes every element
         neighbours = np.empty((n_events, n_nodes, k), dtype=np.int32)
         valid = np.empty((n_events, n_nodes, k), dtype=bool)
         kernel(
             np.ascontiguousarray(points, dtype=np.float32),
-            counts.astype(np.int64),
+            np.ascontiguousarray(mask),
             neighbours,
             valid,
         )
         return neighbours, valid
     neighbours = np.full((n_events, n_nodes, k), -1, dtype=np.int32)
     valid = np.zeros((n_events, n_nodes, k), dtype=bool)
+    # slots after the last real node of every event of a block are padding: cut them
+    last = np.where(mask.any(axis=1), n_nodes - np.argmax(mask[:, ::-1], axis=1), 0)
     for start in range(0, n_events, chunk):
         stop = min(start + chunk, n_events)
-        width = int(counts[start:stop].max(initial=0))  # real nodes are leading: cut the padding
+        width = int(last[start:stop].max(initial=0))
         if width < 2 or k == 0:
             continue
         neighbours[start:stop, :width], valid[start:stop, :width] = _knn_block(
@@ -69,13 +92,14 @@ def knn_neighbours(
 
 
 def _knn_block(points: np.ndarray, mask: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The NumPy definition of the kNN of one block: ``points`` ``(n_events, width, 2)``
-    float32, ``mask`` ``(n_events, width)`` → ``(neighbours, valid)`` ``(n_events, width, k)``.
+    """The NumPy definition of the kNN of one block: ``points`` ``(n_events, width, n_dims)``
+    float32, ``mask`` ``(n_events, width)`` bool (real nodes in any slots) → ``(neighbours,
+    valid)`` ``(n_events, width, k)``.
 
-    Squared distances are ``difference²`` summed in float32. Each candidate is ranked by the key
-    ``(distance bits << 32) | index`` (uint64; non-negative floats order like their bit
-    patterns), a total order, so that ties go to the lower index whatever the selection
-    algorithm does.
+    Squared distances are ``difference²`` summed in float32 (each operation rounded to
+    float32). Each candidate is ranked by the key ``(distance bits << 32) | index`` (uint64;
+    non-negative floats order like their bit patterns), a total order, so that ties go to the
+    lower index whatever the selection algorithm does.
     """
     n_events, width, _ = points.shape
     difference = points[:, :, None, :] - points[:, None, :, :]
@@ -180,26 +204,18 @@ def decay_tree_dense(mothers: np.ndarray) -> np.ndarray:
 
 
 def _compiled_knn(k: int) -> Any:
-    """The numba kernel for ``k`` (the ``fast`` extra, :func:`pd4ml._kernels.knn_kernel`),
-    compiled on first use; ``None`` without numba.
+    """The numba kernel for ``k`` (:func:`pd4ml._kernels.knn_kernel`), compiled on first use
+    (or loaded from numba's on-disk cache); ``None`` when ``PD4ML_NO_NUMBA`` selects the NumPy
+    reference path.
 
     Per event, brute force over its real nodes, without data-dependent branches: a distance row
     per node, a bound on the k-th distance from group minima, and the few candidates within it
     pushed through a sorted list of ``(distance, index)`` keys (ties: lower index first). Same
     result as the NumPy path.
     """
-    global _KERNEL
-    if _KERNEL is None:
-        from pd4ml._kernels import numba_available
+    from pd4ml._kernels import knn_kernel
 
-        _KERNEL = {} if numba_available() else False
-    if _KERNEL is False:
-        return None
-    if k not in _KERNEL:
-        from pd4ml._kernels import knn_kernel
-
-        _KERNEL[k] = knn_kernel(k)
-    return _KERNEL[k]
+    return knn_kernel(k)
 
 
 def grid_neighbours(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,13 +134,13 @@ def reference_features(jet: np.ndarray, n_keep: int) -> tuple[np.ndarray, np.nda
 
 @pytest.fixture(params=["compiled", "numpy"])
 def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with the numba kernels (the ``fast`` extra) and with the NumPy definitions."""
+    """Run a test with the numba kernels (the default) and with the NumPy reference
+    implementations (``PD4ML_NO_NUMBA=1``)."""
     if request.param == "numpy":
         monkeypatch.setenv("PD4ML_NO_NUMBA", "1")
-        monkeypatch.setattr(pd4ml._kernels, "_CACHE", {})
-        monkeypatch.setattr(pd4ml.graphs, "_KERNEL", None)
+        assert pd4ml._kernels.top_features_kernel() is None
     else:
-        assert pd4ml._kernels.numba_available(), "the dev extra installs numba"
+        assert pd4ml._kernels.use_compiled_kernels()
     return str(request.param)
 
 
@@ -322,7 +323,7 @@ def tricky_jets(n_jets: int = 60) -> np.ndarray:
 @pytest.mark.parametrize("k", [3, 7, 16])
 def test_fused_kernel_equals_the_numpy_definitions(k: int) -> None:
     kernel = pd4ml._kernels.top_features_knn_kernel(k)
-    assert kernel is not None, "the dev extra installs numba"
+    assert kernel is not None, "numba is a dependency: the kernels are the default"
     jets = tricky_jets()
     n_jets, n_keep = len(jets), 100
     features = np.full((n_jets, n_keep, 7), np.nan, dtype=np.float32)  # all must be written
@@ -332,7 +333,7 @@ def test_fused_kernel_equals_the_numpy_definitions(k: int) -> None:
     kernel(jets, n_keep, features, mask, neighbours, valid)
     expected_features, expected_mask = _constituent_features_numpy(jets, n_keep)
     np.testing.assert_array_equal(mask, expected_mask)
-    np.testing.assert_allclose(features, expected_features, atol=1e-5, rtol=1e-5)
+    np.testing.assert_array_equal(features.view(np.uint32), expected_features.view(np.uint32))
     expected_neighbours, expected_valid = pd4ml.graphs._knn_block(features[..., 2:4], mask, k)
     np.testing.assert_array_equal(neighbours, expected_neighbours)
     np.testing.assert_array_equal(valid, expected_valid)
@@ -398,3 +399,31 @@ def test_write_rows_through_the_file_and_by_assignment(tmp_path: Path) -> None:
     np.testing.assert_array_equal(stored[2], rows[0])
     np.testing.assert_array_equal(plain[5:9], rows)
     assert not plain[:5].any() and not stored[9].any()
+
+
+def test_stored_dense_adjacency_is_the_transpose_of_the_original_adj_matrix(
+    synthetic_top: type[Dataset], settings: Settings
+) -> None:
+    """``dense_adjacency=True`` stores ``A[i, j] = 1`` for j among the kNN of i (the docstring
+    says so, and that models written against the original take ``X["adj_matrix"]``)."""
+    prepared = synthetic_top.load_data(
+        "test", graph=True, dense_adjacency=True, k=5, n_constituents=30, settings=settings
+    )
+    stored = np.asarray(prepared["adjacency"])
+    neighbours = np.asarray(prepared["neighbours"]).astype(np.int64)
+    valid = np.asarray(prepared["neighbour_mask"])
+    real = np.asarray(prepared["mask"])
+    expected = np.zeros_like(stored)
+    event, node, slot = np.nonzero(valid)
+    expected[event, node, neighbours[event, node, slot]] = 1  # row i: the neighbours of i
+    event, node = np.nonzero(real)
+    expected[event, node, node] = 1
+    np.testing.assert_array_equal(stored, expected)
+    X, _ = prepared
+    original = np.asarray(X["adj_matrix"])  # the original pd4ml's convention
+    np.testing.assert_array_equal(original, np.swapaxes(stored, 1, 2))
+    assert (original != stored).any(), "kNN is not symmetric: the two conventions differ"
+    docs = " ".join((sys.modules[constituent_features.__module__].__doc__ or "").split())
+    assert "for models written against the original (" not in docs
+    assert "the **transpose** of the original pd4ml's ``adj_matrix``" in docs
+    assert 'take ``X["adj_matrix"]``' in docs and "np.swapaxes(adjacency, 1, 2)" in docs

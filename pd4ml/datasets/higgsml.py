@@ -13,14 +13,35 @@ events, with a seeded stratified 10 % held out as ``val``; seed and fraction are
 the metadata), ``public_test`` (b, 100,000), ``private_test`` (v, 450,000; ``test`` is an
 alias). Subset u (18,238 events) belongs to no split.
 
-``load_data(split, cartesian=True, align=True)`` follows LUMIN's HiggsML solution: the
-(pT, η, φ) objects (tau, lepton, leading and subleading jet) become (px, py, pz) and the missing
-transverse momentum (px, py); with ``align`` each event is rotated so that the tau is at φ = 0,
-flipped in z so that the lepton has η ≥ 0 and in y so that the lepton has φ ≥ 0. Features are
-standardised with the mean and standard deviation of the train split (fitted once, stored); NaN
-becomes 0 after scaling and ``missing`` ``(n_events, n_features)`` says where.
+``load_data(split, cartesian=True, align=True)`` gives 31 features (their names in the
+metadata's ``feature_names``): the 13 ``DER_*`` columns unchanged; ``PRI_<object>_px``,
+``_py``, ``_pz`` in GeV for the tau, the lepton and the leading and subleading jets (from pT, η,
+φ; NaN where the jet is undefined); ``PRI_met_px`` and ``PRI_met_py`` (from ``PRI_met`` and
+``PRI_met_phi``); then ``PRI_met``, ``PRI_met_sumet``, ``PRI_jet_num`` and ``PRI_jet_all_pt``.
+With ``align`` every event is put in one frame before the conversion:
+
+1. rotated about the beam axis so that the **tau** is at φ = 0 (each φ becomes its difference
+   to ``PRI_tau_phi``, wrapped to [-π, π));
+2. reflected in y (φ → -φ for every object and the missing momentum) when the lepton's rotated
+   φ is negative, so that the lepton has φ ≥ 0 (py ≥ 0);
+3. reflected in z (η → -η for every object) when the lepton's η is negative, so that the lepton
+   has η ≥ 0 (pz ≥ 0).
+
+So ``PRI_tau_py`` is exactly 0 in every event; the column is kept (after scaling it is 0, its
+standard deviation of 0 being replaced by 1). With ``align=False`` the momenta are in the
+detector's frame.
+
+This frame is like, but not the same as, the one of LUMIN's HiggsML solution, whose
+``proc_event`` uses the lepton as the first reference object and the tau as the second: LUMIN
+rotates the **lepton** to φ = 0 and reflects in y so that the **tau** has φ ≥ 0 (the z
+reflection, lepton η ≥ 0, is the same), and it drops the reference object's py, which is zero
+by construction (``PRI_lep_py``), where pd4ml keeps its own zero column ``PRI_tau_py``.
+
+Features are standardised with the mean and standard deviation of the train split (fitted once,
+stored); NaN becomes 0 after scaling and ``missing`` ``(n_events, n_features)`` says where.
 :class:`MomentumAugmentation` gives the random φ-rotation/flip augmentation and its test-time
-variants on those arrays.
+variants on those arrays (a rotation makes ``PRI_tau_py`` non-zero: with its mean 0 and scale 1
+it is then in GeV, unstandardised).
 """
 
 from __future__ import annotations
@@ -181,7 +202,9 @@ def spool_higgsml_csv(paths: Sequence[Path], scratch: Path) -> dict[str, np.ndar
 
 
 def to_cartesian(features: np.ndarray, align: bool) -> tuple[np.ndarray, list[str]]:
-    """LUMIN-style Cartesian features (see the module docstring); NaN stays NaN."""
+    """The Cartesian features ``(n_events, 31)`` float64 and their names, in the frame of the
+    module docstring with ``align`` (tau at φ = 0, lepton at φ ≥ 0 and η ≥ 0; not LUMIN's
+    frame, which has the lepton at φ = 0); NaN stays NaN."""
     column = {name: features[:, i].astype(np.float64) for i, name in enumerate(FEATURE_NAMES)}
     phi_reference = column["PRI_tau_phi"] if align else 0.0
     eta_sign = np.where(column["PRI_lep_eta"] < 0, -1.0, 1.0) if align else 1.0

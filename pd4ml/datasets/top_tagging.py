@@ -21,10 +21,22 @@ QCD) and ``ttv`` (the original split flag: 0 train, 1 test, 2 validation).
 * with ``graph=True``: ``neighbours`` ``(n_jets, P, k)`` int8 (int16 for P > 128; -1 where there
   is none) and ``neighbour_mask`` — the k nearest neighbours in (Δη, Δφ), nearest first, never
   padding, never the node itself (ParticleNet uses k = 16); with ``dense_adjacency=True`` also
-  the dense ``adjacency`` ``(n_jets, P, P)`` int8 for models written against the original
-  (``A[i, j] = 1`` when j is a neighbour of i, plus self-loops on real constituents; padding
-  rows and columns are 0);
+  the dense ``adjacency`` ``(n_jets, P, P)`` int8 in the orientation of ``neighbours``:
+  ``adjacency[n, i, j] = 1`` when constituent j is among the k nearest neighbours of i (row i
+  holds the nodes that i aggregates from), plus ``adjacency[n, i, i] = 1`` on every real
+  constituent; padding rows and columns are 0. It is the **transpose** of the original pd4ml's
+  ``adj_matrix`` (``A[i, j] = 1`` when i is among the k nearest neighbours of j; the kNN
+  relation is not symmetric), not a drop-in input for models written against the original:
+  those take ``X["adj_matrix"]`` of ``X, y = TopTagging.load_data(split, graph=True)`` (the
+  same as ``PreparedData.adjacency()``, see :func:`pd4ml.adapters.common.dense_adjacency`),
+  which is ``np.swapaxes(adjacency, 1, 2)``;
 * ``labels`` ``(n_jets,)`` int64.
+
+Precision: the features are computed in float64 from the float32 inputs and rounded to float32
+once, at the end. The kNN graph is computed from the stored float32 (Δη, Δφ), with squared
+distances in float32 (each operation rounded to float32), ties to the lower index. The compiled
+(numba) kernels, the default, and the NumPy reference implementations (selected with
+``PD4ML_NO_NUMBA=1``) give identical arrays, bit for bit.
 """
 
 from __future__ import annotations
@@ -93,7 +105,8 @@ def constituent_features(
 def _constituent_features_numpy(
     constituents: np.ndarray, n_constituents: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The NumPy definition of :func:`constituent_features` (used without numba)."""
+    """The NumPy definition of :func:`constituent_features`: the reference implementation, which
+    the compiled kernel reproduces bit for bit (used with ``PD4ML_NO_NUMBA=1``)."""
     momenta = np.asarray(constituents, dtype=np.float64)
     n_jets, n_max, _ = momenta.shape
     count = constituent_count(momenta)
@@ -315,8 +328,9 @@ def prepare_arrays(
     Outputs are ``.npy`` files of ``writer`` (``features`` ``(n_jets, n_constituents, 7)``,
     ``mask``, and with ``graph`` ``neighbours`` / ``neighbour_mask`` ``(n_jets, n_constituents,
     k)``, and ``adjacency``); resident memory stays at one chunk of ``_PREPARE_CHUNK`` jets
-    whatever the number of jets. With numba, one fused kernel computes a chunk into buffers
-    reused from chunk to chunk, which are then written to the files (see :func:`_write_rows`).
+    whatever the number of jets. By default one fused compiled kernel computes a chunk into
+    buffers reused from chunk to chunk, which are then written to the files (see
+    :func:`_write_rows`); with ``PD4ML_NO_NUMBA=1``, the NumPy reference implementations.
     """
     n_jets = constituents.shape[0]
     features = writer.empty(split, "features", (n_jets, n_constituents, 7), np.float32)
