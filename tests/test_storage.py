@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import pd4ml
+from pd4ml import npyio
 from pd4ml.cache import Cache, convert_lock
 from pd4ml.cli import main as cli_main
 from pd4ml.config import Settings
@@ -245,7 +246,7 @@ def test_full_disk_during_conversion_is_a_clear_error_and_leaves_nothing(
     def no_space(handle: int, offset: int, length: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(storage.os, "posix_fallocate", no_space)
+    monkeypatch.setattr(npyio.os, "posix_fallocate", no_space)
     with pytest.raises(DiskFullError) as caught:
         dataset.load("train", settings=settings)
     message = str(caught.value)
@@ -555,3 +556,233 @@ def test_nothing_imports_upward(layer: str) -> None:
                 if level is not None and level > own:
                     upward.append(f"{path.relative_to(PACKAGE)}:{node.lineno} imports {module}")
     assert not upward, upward
+
+
+# -- review follow-ups ------------------------------------------------------------------------
+def test_full_tmpfs_during_a_built_in_conversion_is_disk_full_error(tmp_path: Path) -> None:
+    """Spinodal's real converter (npz members streamed into memory maps) on a 6 MB file
+    system: a DiskFullError, never SIGBUS."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
+    try:
+        code = textwrap.dedent(
+            f"""
+            import sys
+            sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+            from pathlib import Path
+            from pd4ml import Spinodal
+            from pd4ml.config import Settings
+            from pd4ml.errors import DiskFullError
+            from pd4ml.testing import ArchiveServer
+            from pd4ml.testing.synthetic import synthetic_variant, write_pd4ml_image_npz
+            from tests.conftest import FAST_RETRY
+            raw = write_pd4ml_image_npz(
+                Path({str(tmp_path)!r}) / "2_spinodal_29k.npz", "spinodal", 2000, 100, seed=4
+            )
+            with ArchiveServer() as server:
+                server.add_zenodo_record(9100, {{"2_spinodal_29k.npz": raw}})
+                cls = synthetic_variant(
+                    Spinodal, server.url, 9100, {{"2_spinodal_29k.npz": raw}},
+                    template_version="pd4ml-2021",
+                )
+                settings = Settings(
+                    data_dir=Path({str(mount)!r}) / "cache", retry=FAST_RETRY, progress="off"
+                )
+                try:
+                    cls.load("train", settings=settings)
+                    print("loaded")
+                except DiskFullError as error:
+                    print("DiskFullError", error)
+            """
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.returncode == 0, f"killed by signal {-result.returncode}: {result.stderr}"
+        assert "DiskFullError" in result.stdout and "PD4ML_DATA_DIR" in result.stdout
+        leftovers = list((mount / "cache").rglob(".convert-*"))
+        assert not leftovers, leftovers
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def hold_lock(lock: Path) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import filelock, time; lock = filelock.FileLock({str(lock)!r}); lock.acquire(); "
+            "print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_clean_partial_keeps_live_downloads_and_statistics(
+    dataset: type[Dataset], settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prepared = dataset.load_data("train", settings=settings)
+    assert prepared.directory is not None
+    state = settings.data_dir / "testdata" / "v1" / "raw" / ".pd4ml"
+    live_part, dead_part = state / "big.h5.part", state / "old.h5.part"
+    live_part.write_bytes(b"x" * 1000)
+    dead_part.write_bytes(b"y" * 1000)
+    statistics = prepared.directory.parent / ".statistics.tmp-live"
+    statistics.mkdir()
+    key = prepared.directory.parent.name
+    holders = [
+        hold_lock(state / "big.h5.lock"),
+        hold_lock(settings.data_dir / "testdata" / "v1" / "prepared" / ".pd4ml" / f"{key}.lock"),
+    ]
+    try:
+        code, out = run_cli(settings, "cache", "clean", "--partial", capsys=capsys)
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+    assert code == 0
+    assert live_part.exists() and statistics.exists(), out
+    assert not dead_part.exists()
+    run_cli(settings, "cache", "clean", "--partial", capsys=capsys)
+    assert not live_part.exists() and not statistics.exists()
+
+
+def test_damaged_header_is_reconverted_offline_without_downloading(
+    dataset: type[Dataset], settings: Settings, server: ArchiveServer
+) -> None:
+    X, _ = dataset.load("train", settings=settings)
+    expected = np.array(X[0])
+    del X
+    target = arrays_dir(settings) / "train" / "points.npy"
+    raw = bytearray(target.read_bytes())
+    raw[0] ^= 0xFF  # the magic string: same size, unreadable
+    target.write_bytes(bytes(raw))
+    server.reset_log()
+    X, _ = dataset.load("train", settings=settings.with_changes(offline=True))
+    np.testing.assert_array_equal(X[0], expected)
+    assert server.count(method=None) == 0
+
+
+def test_damaged_prepared_header_is_prepared_again(
+    dataset: type[Dataset], settings: Settings
+) -> None:
+    prepared = dataset.load_data("train", settings=settings)
+    expected = np.array(prepared["features"])
+    assert prepared.directory is not None
+    target = prepared.directory / "features.npy"
+    raw = bytearray(target.read_bytes())
+    raw[0] ^= 0xFF
+    target.write_bytes(bytes(raw))
+    again = dataset.load_data("train", settings=settings)
+    np.testing.assert_array_equal(again["features"], expected)
+
+
+def test_full_disk_while_spooling_is_disk_full_error(
+    dataset: type[Dataset], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def spool_fails(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dataset, "convert", classmethod(spool_fails))
+    with pytest.raises(DiskFullError, match="PD4ML_DATA_DIR"):
+        dataset.load("train", settings=settings)
+
+
+@pytest.mark.parametrize(
+    ("cls", "params", "error", "pattern"),
+    [
+        (pd4ml.TopTagging, {"k": "7"}, TypeError, r"load_data\(k=...\) must be a whole number"),
+        (pd4ml.TopTagging, {"k": 0}, ValueError, "must be 1 or more"),
+        (pd4ml.TopTagging, {"dense_adjacency": "no"}, TypeError, "must be True or False"),
+        (pd4ml.EOS, {"form": "bogus"}, ValueError, r"must be one of \['image', 'nodes'\]"),
+        (pd4ml.Spinodal, {"standardise": "no"}, TypeError, "must be True or False"),
+        (pd4ml.CaliceAHCAL, {"representation": 3}, TypeError, "must be a string"),
+    ],
+)
+def test_preprocessing_parameters_are_validated_before_anything_is_fetched(
+    cls: type[Dataset],
+    params: dict[str, Any],
+    error: type[Exception],
+    pattern: str,
+    settings: Settings,
+) -> None:
+    offline = settings.with_changes(offline=True)  # fetching anything would be an OfflineError
+    with pytest.raises(error, match=pattern):
+        cls.load_data("train", settings=offline, **params)
+
+
+def test_prepared_data_compares_by_identity_and_pickles_by_path(
+    dataset: type[Dataset], settings: Settings
+) -> None:
+    import pickle
+
+    prepared = dataset.load_data("train", settings=settings)
+    other = dataset.load_data("train", settings=settings)
+    assert prepared == prepared and prepared != other and prepared in [prepared]
+    assert len({prepared, other}) == 2
+    payload = pickle.dumps(prepared)
+    assert len(payload) < 2000 < prepared["features"].nbytes
+    restored = pickle.loads(payload)
+    np.testing.assert_array_equal(restored["features"], prepared["features"])
+    assert restored.shared == prepared.shared
+
+
+def test_verify_reports_outdated_splits_without_failing_and_checks_statistics(
+    dataset: type[Dataset], settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prepared = dataset.load_data("train", settings=settings)
+    assert prepared.directory is not None
+    meta_path = arrays_dir(settings) / "test" / "meta.json"
+    dataset.load("test", settings=settings)
+    meta = json.loads(meta_path.read_text())
+    del meta["array_files"]
+    meta_path.write_text(json.dumps(meta))
+    code, out = run_cli(settings, "verify", capsys=capsys)
+    assert code == 0 and "outdated" in out and "damaged" not in out
+    scale = prepared.directory.parent / "statistics" / "scale.npy"
+    raw = bytearray(scale.read_bytes())
+    raw[-1] ^= 0x01
+    scale.write_bytes(bytes(raw))
+    code, out = run_cli(settings, "verify", capsys=capsys)
+    assert code == 1 and "statistics" in out and "damaged" in out
+
+
+def test_calice_variants_never_share_converted_arrays(
+    server: ArchiveServer, tmp_path: Path
+) -> None:
+    from pd4ml.errors import ConversionError
+    from tests.cases import World
+
+    world = World(tmp_path, server)
+    default = world.variant("calice_ahcal")
+    cells = np.array(default.load("train", settings=world.settings)["cells"])
+    shifted = default.with_geometry(first_layer_z_mm=73.9)  # the hits then lie between layers
+    with pytest.raises(ConversionError, match="layer"):
+        shifted.load("train", settings=world.settings)
+    renamed = default.with_branches(hit_x="hit_x")  # the same conversion: the same cache
+    np.testing.assert_array_equal(renamed.load("train", settings=world.settings)["cells"], cells)
+
+
+def test_airshower_station_positions_stay_whole_when_train_has_81_events(
+    server: ArchiveServer, tmp_path: Path
+) -> None:
+    """Per event or shared is declared by the converter, never guessed from a shape."""
+    from pd4ml.testing.synthetic import synthetic_variant, write_airshower_npz
+
+    key = "4_airshower_100k_regression.npz"
+    path = write_airshower_npz(tmp_path / key, 81, 10, seed=3)
+    server.add_zenodo_record(9200, {key: path})
+    variant = synthetic_variant(
+        pd4ml.Airshower, server.url, 9200, {key: path}, template_version="pd4ml-2021"
+    )
+    settings = Settings(data_dir=tmp_path / "cache", progress="off")
+    for split in ("train", "val", "test"):
+        result = variant.load(split, settings=settings)
+        assert result["station_positions"].shape == (81, 3), split
+        assert "station_positions" in result.shared
