@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -537,7 +537,30 @@ def layer_of(module: str) -> int | None:
     return LAYERS.index(name) if name in LAYERS else None
 
 
-@pytest.mark.parametrize("layer", ["manifest", "fetch", "cache", "datasets", "adapters"])
+#: Helper modules and the data layer they may use at most (``None``: none of the layers).
+HELPERS = {
+    "config": None,
+    "errors": None,
+    "naming": None,
+    "checksums": None,
+    "_kernels": None,
+    "graphs": None,
+    "pandas_hdf": "manifest",
+    "npyio": "fetch",
+    "citation": "manifest",
+    "testing": "datasets",
+}
+
+
+def imported_modules(path: Path) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            yield node.lineno, node.module
+
+
+@pytest.mark.parametrize("layer", ["manifest", "cache", "fetch", "datasets", "adapters"])
 def test_nothing_imports_upward(layer: str) -> None:
     own = LAYERS.index(layer)
     paths = [PACKAGE / f"{layer}.py"] if (PACKAGE / f"{layer}.py").exists() else []
@@ -786,3 +809,44 @@ def test_airshower_station_positions_stay_whole_when_train_has_81_events(
         result = variant.load(split, settings=settings)
         assert result["station_positions"].shape == (81, 3), split
         assert "station_positions" in result.shared
+
+
+@pytest.mark.parametrize("helper", sorted(HELPERS))
+def test_helper_modules_import_no_layer_above_theirs(helper: str) -> None:
+    ceiling = HELPERS[helper]
+    own = -1 if ceiling is None else LAYERS.index(ceiling)
+    base = PACKAGE / helper
+    paths = sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
+    upward = [
+        f"{path.relative_to(PACKAGE)}:{line} imports {module}"
+        for path in paths
+        for line, module in imported_modules(path)
+        if (layer_of(module) or -1) > own
+    ]
+    assert not upward, upward
+
+
+def test_the_data_layer_has_no_import_cycle() -> None:
+    """pipeline, storage, results, registry and views never import base (base imports them)."""
+    for name in ("pipeline", "storage", "results", "registry", "views"):
+        path = PACKAGE / "datasets" / f"{name}.py"
+        tree = ast.parse(path.read_text())
+        runtime = [
+            module
+            for node in tree.body
+            for line, module in imported_modules_of(node)
+            if module == "pd4ml.datasets.base"
+        ]
+        assert not runtime, f"{name}.py imports pd4ml.datasets.base at run time"
+
+
+def imported_modules_of(node: ast.stmt) -> Iterator[tuple[int, str]]:
+    """Imports of a top-level statement (``if TYPE_CHECKING:`` blocks excluded), and of the
+    functions it defines."""
+    if isinstance(node, ast.If):
+        return
+    for child in ast.walk(node):
+        if isinstance(child, ast.Import):
+            yield from ((child.lineno, alias.name) for alias in child.names)
+        elif isinstance(child, ast.ImportFrom) and child.module:
+            yield child.lineno, child.module

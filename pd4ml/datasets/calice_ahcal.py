@@ -17,6 +17,8 @@ Geometry used (the technological prototype): 38 active layers of 24 × 24 scinti
 3 × 3 cm² (a 72 × 72 cm² layer). A hit's tile is ``floor((x + 360 mm) / 30 mm)`` (same for y,
 the beam axis at the layer centre). Its layer comes from the layer positions of the proposed
 schema, not from the hits present in the file: layer ``l`` lies at ``z = 100 mm + l × 26.1 mm``
+(values that this schema defines, used by pd4ml's synthetic files; no public record or survey
+exists yet to check them against, so files in detector coordinates need ``with_geometry``)
 (:data:`FIRST_LAYER_Z_MM`, :data:`LAYER_PITCH_MM`), and a hit belongs to layer
 ``round((z - 100 mm) / 26.1 mm)`` when its z is within ±1.5 mm of that layer
 (:data:`LAYER_TOLERANCE_MM`, half the 3 mm scintillator), so an empty layer does not shift the

@@ -1,11 +1,11 @@
 """The array store: one writer and one open path for converted and prepared splits.
 
 A split is a directory of ``.npy`` files plus ``meta.json``. The writer records, per array, its
-shape, dtype, file size, SHA-256 (computed once when the split is finished, while the files are
-still in the page cache) and whether it has one entry per event (``per_event``) or describes
-the detector (``shared``, never cut by ``max_events``). Opening a split checks only the file
-sizes against the record (a ``stat`` per file, no hashing), so a truncated file is found at
-once; :func:`verify_split` re-hashes every array (``pd4ml verify``).
+shape, dtype, file size, SHA-256 (computed once when the split is finished: a second read of
+each file, usually from the page cache) and whether it has one entry per event
+(``per_event``) or describes the detector (``shared``, never cut by ``max_events``). Opening
+a split checks only the file sizes against the record (a ``stat`` per file, no hashing), so a
+truncated file is found at once; :func:`verify_split` re-hashes every array (``pd4ml verify``).
 
 Big arrays are memory-mapped files whose disk blocks are reserved before anything is written
 (``posix_fallocate``), so a full disk is a :class:`~pd4ml.errors.DiskFullError` naming the

@@ -579,7 +579,8 @@ def ahcal_showers(n_events: int, seed: int = 0) -> tuple[list[np.ndarray], np.nd
     """
     generator = np.random.default_rng(seed)
     beam = generator.choice(np.arange(10, 81, 10), n_events).astype(np.float32)
-    layer_pitch = 26.1  # mm (an assumption for the generator only; the converter does not need it)
+    layer_pitch = 26.1  # mm: the schema's layer pitch (calice_ahcal.LAYER_PITCH_MM), used by the
+    # converter uses to assign layers
     events = []
     for energy in beam:
         n = int(generator.poisson(22 * energy**0.8)) + 5
