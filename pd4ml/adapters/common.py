@@ -105,11 +105,10 @@ def batch_rows(
     generator = np.random.default_rng([seed, epoch])
     if mode == "uniform":
         order = generator.permutation(n_events)
-        for start in range(0, n_events, batch_size):
-            rows = order[start : start + batch_size]
-            if drop_last and len(rows) < batch_size:
-                return
-            yield np.sort(rows)
+        full = n_events // batch_size
+        yield from np.sort(order[: full * batch_size].reshape(full, batch_size), axis=1)
+        if not drop_last and n_events > full * batch_size:
+            yield np.sort(order[full * batch_size :])
         return
     n_blocks = -(-n_events // batch_size)
     blocks = generator.permutation(n_blocks)
