@@ -22,8 +22,9 @@ machine as it is (**idle**), and with one busy process per core started by this 
 5. **row gather** (features only, the uniform batches of 2.): ``np.take`` (what the adapters
    use) next to the parallel numba gather of :mod:`pd4ml._kernels`.
 
-Each figure is the best of ``--repeats`` epochs, in jets/s, and as a fraction of the best of as
-many raw-read epochs alternated with them (the load of other users of the machine drifts). Targets: the shuffled torch epoch at least 50 % of the raw
+Each path is timed ``--repeats`` times, each epoch right after one raw-read epoch: the figures
+are its best jets/s and the median of its per-pair fractions of the raw speed (the load of
+other users of the machine drifts; pairing compares like with like). Targets: the shuffled torch epoch at least 50 % of the raw
 read speed idle and 35 % contended; the same for the other adapter paths.
 """
 
@@ -119,14 +120,16 @@ def timed(epoch: Callable[[], int]) -> float:
 
 def paired_rates(
     epoch: Callable[[], int], raw: Callable[[], int], repeats: int
-) -> tuple[float, float]:
-    """Best jets/s of ``epoch`` and of the raw reads, alternated ``repeats`` times, so that the
-    ratio compares moments of the same machine load (other users' load drifts)."""
+) -> tuple[float, float, float]:
+    """``epoch`` alternated ``repeats`` times with the raw reads: the best jets/s of each and the
+    median of the per-pair ratios (each ratio compares moments of the same machine load; the
+    load of other users of the machine drifts)."""
     rates, raw_rates = [], []
     for _ in range(repeats):
         raw_rates.append(timed(raw))
         rates.append(timed(epoch))
-    return max(rates), max(raw_rates)
+    ratios = [rate / raw_rate for rate, raw_rate in zip(rates, raw_rates, strict=True)]
+    return max(rates), max(raw_rates), float(np.median(ratios))
 
 
 def raw_epoch(arrays: dict[str, np.ndarray], batch_size: int) -> int:
@@ -253,9 +256,9 @@ def measure(data: Any, args: argparse.Namespace) -> list[tuple[str, float, float
     results: list[tuple[str, float, float]] = []
     raw_best = 0.0
     for name, epoch, times in paths:
-        rate, raw_rate = paired_rates(epoch, raw, times)
+        rate, raw_rate, share = paired_rates(epoch, raw, times)
         raw_best = max(raw_best, raw_rate)
-        results.append((name, rate, rate / raw_rate))
+        results.append((name, rate, share))
     return [("raw memory-map read (baseline)", raw_best, 1.0), *results]
 
 
@@ -265,9 +268,9 @@ def main() -> int:
     )
     parser.add_argument("--jets", type=int, default=200_000, help="size of the split")
     parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
-        "--plain-batches", type=int, default=40, help="batches timed for the plain DataLoader"
+        "--plain-batches", type=int, default=30, help="batches timed for the plain DataLoader"
     )
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--skip-tf", action="store_true")
