@@ -159,13 +159,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 def expected_batch(data: PreparedData, rows: slice | np.ndarray) -> dict[str, np.ndarray]:
     """What a batch must hold: the same rows of every per-event array of ``load_data``."""
-    n = data.n_events
-    names = [
-        name
-        for name in data.arrays
-        if data[name].shape[:1] == (n,)
-        and name not in ("grid_neighbours", "grid_mask", "station_positions", "weights")
-    ]
+    names = [name for name in data.per_event() if name != "weights"]
     batch = {name: np.asarray(data[name][rows]) for name in names}
     for name in ("neighbours", "edges"):  # node indices are served as int64
         if name in batch:
@@ -199,7 +193,7 @@ def is_regression(dataset: type[Dataset]) -> bool:
     return dataset.manifest().task == "regression"
 
 
-# -- block shuffling -----------------------------------------------------------------------------
+# -- shuffling -------------------------------------------------------------------------------------
 
 
 def test_batch_rows_unshuffled_are_consecutive_slices() -> None:
@@ -210,7 +204,7 @@ def test_batch_rows_unshuffled_are_consecutive_slices() -> None:
 
 def test_block_shuffling_covers_each_event_once_in_few_blocks() -> None:
     n, size, window = 1000, 32, 4
-    epoch0 = list(batch_rows(n, size, shuffle=True, seed=1, epoch=0, window=window))
+    epoch0 = list(batch_rows(n, size, shuffle="blocks", seed=1, epoch=0, window=window))
     rows = np.concatenate(epoch0)
     assert sorted(rows.tolist()) == list(range(n))
     assert len(epoch0) == count_batches(n, size, False)
@@ -219,14 +213,124 @@ def test_block_shuffling_covers_each_event_once_in_few_blocks() -> None:
         assert np.all(np.diff(batch) > 0)  # sorted: one ascending pass over the memory map
         assert len(np.unique(batch // size)) <= window  # drawn from at most `window` blocks
     assert not np.array_equal(rows, np.arange(n))
-    again = list(batch_rows(n, size, shuffle=True, seed=1, epoch=0, window=window))
+    again = list(batch_rows(n, size, shuffle="blocks", seed=1, epoch=0, window=window))
     assert all(np.array_equal(a, b) for a, b in zip(epoch0, again, strict=True))
-    epoch1 = np.concatenate(list(batch_rows(n, size, shuffle=True, seed=1, epoch=1)))
+    epoch1 = np.concatenate(list(batch_rows(n, size, shuffle="blocks", seed=1, epoch=1)))
     assert not np.array_equal(rows, epoch1)
-    dropped = list(batch_rows(n, size, shuffle=True, seed=1, drop_last=True))
+    dropped = list(batch_rows(n, size, shuffle="blocks", seed=1, drop_last=True))
     assert all(len(batch) == size for batch in dropped) and len(dropped) == n // size
     with pytest.raises(ValueError, match="batch_size"):
         list(batch_rows(n, 0))
+
+
+def test_uniform_shuffling_is_a_seeded_permutation_of_every_event() -> None:
+    n, size = 1000, 32
+    epoch0 = list(batch_rows(n, size, shuffle=True, seed=1, epoch=0))
+    rows = np.concatenate(epoch0)
+    assert np.array_equal(np.sort(rows), np.arange(n))  # every event exactly once
+    assert len(epoch0) == count_batches(n, size, False)
+    assert [len(batch) for batch in epoch0] == [size] * (n // size) + [n % size]
+    for batch in epoch0:
+        assert batch.dtype == np.int64 and np.all(np.diff(batch) > 0)  # sorted for locality
+    # far more scattered than a block shuffle: a batch spans most of the split
+    assert np.median([len(np.unique(batch // size)) for batch in epoch0]) > 20
+    again = np.concatenate(list(batch_rows(n, size, shuffle=True, seed=1, epoch=0)))
+    assert np.array_equal(rows, again)  # the order depends on (seed, epoch) only
+    assert not np.array_equal(
+        rows, np.concatenate(list(batch_rows(n, size, shuffle=True, seed=1, epoch=1)))
+    )
+    assert not np.array_equal(rows, np.concatenate(list(batch_rows(n, size, shuffle=True, seed=2))))
+    dropped = list(batch_rows(n, size, shuffle=True, seed=1, drop_last=True))
+    assert [len(batch) for batch in dropped] == [size] * (n // size)
+    assert len(np.unique(np.concatenate(dropped))) == size * (n // size)
+    with pytest.raises(ValueError, match="'blocks'"):
+        list(batch_rows(n, size, shuffle="window"))  # type: ignore[arg-type]
+
+
+def first_batch_z_squared(first_batches: list[np.ndarray], n: int) -> float:
+    """Mean squared z-score of the class-1 count of batches drawn from a split of ``n`` events
+    whose labels are sorted (the first half 0, the second half 1): about 1 for uniform samples
+    (hypergeometric counts), far above for batches drawn from a few regions of the file."""
+    scores = []
+    for labels in first_batches:
+        size = len(labels)
+        variance = size * 0.25 * (n - size) / (n - 1)
+        scores.append((int(np.sum(labels)) - size / 2) ** 2 / variance)
+    return float(np.mean(scores))
+
+
+def test_uniform_shuffling_samples_a_class_sorted_split_uniformly() -> None:
+    n, size = 20_000, 128
+    labels = (np.arange(n) >= n // 2).astype(np.int64)
+    uniform = [labels[next(batch_rows(n, size, shuffle=True, epoch=e))] for e in range(20)]
+    assert first_batch_z_squared(uniform, n) < 3
+    blocks = [labels[next(batch_rows(n, size, shuffle="blocks", epoch=e))] for e in range(20)]
+    assert first_batch_z_squared(blocks, n) > 5  # the explicit opt-in is not uniform
+
+
+def sorted_split(n: int) -> PreparedData:
+    """An in-memory kNN split of ``n`` events whose labels are sorted (first half 0); feature
+    column 0 of every node is the event number."""
+    features = np.zeros((n, 4, 2), dtype=np.float32)
+    features[:, :, 0] = np.arange(n, dtype=np.float32)[:, None]
+    ring = np.array([[1, 3], [0, 2], [1, 3], [0, 2]], dtype=np.int8)
+    arrays = {
+        "features": features,
+        "mask": np.ones((n, 4), dtype=bool),
+        "neighbours": np.broadcast_to(ring, (n, 4, 2)).copy(),
+        "neighbour_mask": np.ones((n, 4, 2), dtype=bool),
+        "labels": (np.arange(n) >= n // 2).astype(np.int64),
+    }
+    metadata = {"dataset": "sorted", "split": "train", "params": {"graph": True}}
+    return PreparedData(arrays, metadata)
+
+
+def test_shuffled_loaders_sample_a_class_sorted_split_uniformly() -> None:
+    from pd4ml.adapters.torch import TorchEvents
+
+    n, size = 20_000, 128
+    data = sorted_split(n)
+    loader = TorchEvents(data).loader(batch_size=size, shuffle=True, seed=4)
+    firsts = [next(iter(loader))["labels"].numpy() for _ in range(20)]  # one epoch each
+    assert first_batch_z_squared(firsts, n) < 3
+    blocks = TorchEvents(data).loader(batch_size=size, shuffle="blocks", seed=4)
+    assert first_batch_z_squared([next(iter(blocks))["labels"].numpy() for _ in range(20)], n) > 5
+    pytest.importorskip("torch_geometric", reason="the geometric extra is not installed")
+    from pd4ml.adapters.pyg import GraphEvents
+
+    graphs = GraphEvents(data).loader(batch_size=size, shuffle=True, seed=4)
+    firsts = [next(iter(graphs)).y.numpy() for _ in range(20)]
+    assert first_batch_z_squared(firsts, n) < 3
+
+
+def test_tf_shuffling_samples_a_class_sorted_split_uniformly(tf: Any) -> None:
+    from pd4ml.adapters.tf import TfEvents
+
+    n, size = 20_000, 128
+    dataset = TfEvents(sorted_split(n)).dataset(batch_size=size, shuffle=True, seed=4)
+    firsts = [next(iter(dataset))[1].numpy() for _ in range(20)]  # a new key each pass
+    assert first_batch_z_squared(firsts, n) < 3
+
+
+def test_shuffled_epochs_hold_every_event_exactly_once(tf: Any) -> None:
+    pytest.importorskip("torch_geometric", reason="the geometric extra is not installed")
+    from pd4ml.adapters.pyg import GraphEvents
+    from pd4ml.adapters.tf import TfEvents
+    from pd4ml.adapters.torch import TorchEvents
+
+    n, size = 1000, 64
+    data = sorted_split(n)
+    for shuffle in (True, "blocks"):
+        for epoch in range(2):
+            loader = TorchEvents(data).loader(batch_size=size, shuffle=shuffle, seed=epoch)
+            seen = torch.cat([batch["features"][:, 0, 0] for batch in loader]).numpy()
+            assert np.array_equal(np.sort(seen), np.arange(n)), shuffle
+            dataset = TfEvents(data).dataset(batch_size=size, shuffle=shuffle, seed=epoch)
+            seen = np.concatenate([inputs["features"].numpy()[:, 0, 0] for inputs, _, _ in dataset])
+            assert np.array_equal(np.sort(seen), np.arange(n)), shuffle
+        graphs = GraphEvents(data).loader(batch_size=size, shuffle=shuffle)
+        seen = torch.cat([batch.x[::4, 0] for batch in graphs]).numpy()
+        assert np.array_equal(np.sort(seen), np.arange(n)), shuffle
 
 
 # -- PyTorch ---------------------------------------------------------------------------------------
@@ -565,8 +669,10 @@ def test_prepared_data_is_a_mapping(world: World) -> None:
 
 
 def test_distributed_ranks_share_the_batches(world: World) -> None:
+    from pd4ml.adapters.torch import BatchRowSampler
+
     events = world.data("top_tagging").torch()
-    n_batches = -(-len(events) // BATCH)
+    n_batches = len(events) // BATCH  # full batches only
     seen = []
     for rank in range(3):
         loader = events.loader(batch_size=BATCH, shuffle=True, seed=9, num_replicas=3, rank=rank)
@@ -574,8 +680,21 @@ def test_distributed_ranks_share_the_batches(world: World) -> None:
         assert len(labels) == len(loader) == n_batches // 3
         seen.append(torch.cat(labels))
     assert sum(len(part) for part in seen) <= len(events)
+    for shuffle in (True, "blocks"):
+        shares = []
+        for rank in range(3):
+            sampler = BatchRowSampler(
+                1000, BATCH, shuffle=shuffle, seed=9, num_replicas=3, rank=rank
+            )
+            sampler.set_epoch(2)
+            shares.append(np.concatenate(list(sampler)))
+        assert {len(share) for share in shares} == {(1000 // BATCH // 3) * BATCH}  # equal
+        union = np.concatenate(shares)
+        assert len(np.unique(union)) == len(union)  # disjoint
     with pytest.raises(ValueError, match="rank"):
         events.loader(batch_size=BATCH, num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match="shuffle must be"):
+        events.loader(batch_size=BATCH, shuffle="yes")  # type: ignore[arg-type]
 
 
 def test_bad_rows_and_graphs_are_refused(world: World) -> None:
@@ -605,14 +724,14 @@ def test_tf_several_live_iterators(world: World, tf: Any) -> None:
         assert len(rest) == -(-data.n_events // BATCH) - 1
 
 
-def test_parallel_row_gather_equals_take() -> None:
+def test_row_gather_equals_take() -> None:
     from pd4ml.adapters.common import _rows_of
 
     generator = np.random.default_rng(4)
     array = generator.normal(size=(500, 30, 7)).astype(np.float32)
     rows = np.sort(generator.choice(500, 64, replace=False))
     np.testing.assert_array_equal(_rows_of(array, rows, True), np.take(array, rows, axis=0))
-    small = np.arange(500, dtype=np.int64)  # 8-byte rows: np.take
+    small = np.arange(500, dtype=np.int64)
     np.testing.assert_array_equal(_rows_of(small, rows, True), small[rows])
     with pytest.raises(IndexError):
         _rows_of(array, np.array([0, 500]), True)  # out of range: never read unchecked

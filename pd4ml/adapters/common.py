@@ -1,28 +1,24 @@
-"""Framework-free pieces shared by the adapters: batch reads, block shuffling, graph forms.
+"""Framework-free pieces shared by the adapters: batch reads, shuffling, graph forms.
 
 Everything here is NumPy only; the PyTorch, PyTorch Geometric and TensorFlow adapters build on
 it. The unit of reading is a **batch**: rows of a prepared split read from the memory maps in
-one call, as one contiguous slice (unshuffled) or as a sorted row list drawn from a few
-contiguous blocks (shuffled), never one event per call.
+one call, as one contiguous slice (unshuffled) or as a sorted row list (shuffled: a uniform
+sample of the split, or with block shuffling rows of a few contiguous blocks), never one event
+per call.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from pd4ml._kernels import gather_rows_kernel
 from pd4ml.graphs import decay_tree_dense, neighbours_to_dense
 
 if TYPE_CHECKING:
     from pd4ml.datasets.base import PreparedData
-
-_IMPORTED_IN = os.getpid()
 
 #: Version of the dense-adjacency convention (in the name of the stored ``adj_matrix`` file).
 ADJACENCY_VERSION = 2
@@ -39,6 +35,9 @@ GRAPH_ARRAYS = {
 
 Rows = slice | np.ndarray
 
+#: ``shuffle`` argument of the loaders: ``False``, ``True`` (uniform) or ``"blocks"``.
+Shuffle = bool | Literal["blocks"]
+
 
 def graph_kind(data: PreparedData) -> str | None:
     """``"knn"`` (per-event neighbour lists), ``"decay"`` (mother–daughter edges), ``"grid"``
@@ -49,11 +48,25 @@ def graph_kind(data: PreparedData) -> str | None:
     return None
 
 
+def shuffle_mode(shuffle: Shuffle) -> str:
+    """``"none"``, ``"uniform"`` (``shuffle=True``) or ``"blocks"`` (``shuffle="blocks"``)."""
+    if shuffle is False:
+        return "none"
+    if shuffle is True:
+        return "uniform"
+    if shuffle == "blocks":
+        return "blocks"
+    raise ValueError(
+        f"shuffle must be False, True (a uniform permutation of all events) or 'blocks' "
+        f"(block shuffling, for splits larger than memory), not {shuffle!r}"
+    )
+
+
 def batch_rows(
     n_events: int,
     batch_size: int,
     *,
-    shuffle: bool = False,
+    shuffle: Shuffle = False,
     seed: int = 0,
     epoch: int = 0,
     drop_last: bool = False,
@@ -61,19 +74,28 @@ def batch_rows(
 ) -> Iterator[Rows]:
     """The rows of each batch of one epoch.
 
-    Unshuffled: consecutive slices ``[i, i + batch_size)``. Shuffled (block shuffling): the split
-    is cut into blocks of ``batch_size`` consecutive events, the blocks are visited in a random
-    order, and the events of ``window`` blocks at a time are pooled, permuted and dealt into
-    ``window`` batches. Each batch is returned as **sorted** row indices, so that it is read in
-    one ascending pass over at most ``window`` contiguous regions of the memory maps. The order
-    depends on ``(seed, epoch)`` only. At most one batch per epoch is short (``drop_last`` drops
-    it).
+    * ``shuffle=False``: consecutive slices ``[i, i + batch_size)``.
+    * ``shuffle=True``: a uniform random permutation of all ``n_events`` events, cut into
+      batches of ``batch_size``; every batch is a uniform sample of the split whatever the
+      order of the file (sorted by class or energy, say).
+    * ``shuffle="blocks"`` (block shuffling): the split is cut into blocks of ``batch_size``
+      consecutive events, the blocks are visited in a random order, and the events of
+      ``window`` blocks at a time are pooled, permuted and dealt into ``window`` batches, so an
+      epoch reads the files nearly sequentially (for splits larger than memory). A batch then
+      holds events of at most ``window`` neighbouring regions of the file: **not** a uniform
+      sample where the file is ordered.
+
+    Shuffled batches are returned as **sorted** row indices (int64), so that each is read in one
+    ascending pass over the memory maps. The order depends on ``(seed, epoch)`` only; every
+    event is in exactly one batch per epoch. At most one batch per epoch is short (the last;
+    ``drop_last`` drops it). ``window`` is used by block shuffling only.
     """
+    mode = shuffle_mode(shuffle)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     if window < 1:
         raise ValueError(f"window must be at least 1, not {window}")
-    if not shuffle:
+    if mode == "none":
         for start in range(0, n_events, batch_size):
             stop = min(start + batch_size, n_events)
             if drop_last and stop - start < batch_size:
@@ -81,6 +103,13 @@ def batch_rows(
             yield slice(start, stop)
         return
     generator = np.random.default_rng([seed, epoch])
+    if mode == "uniform":
+        order = generator.permutation(n_events)
+        full = n_events // batch_size
+        yield from np.sort(order[: full * batch_size].reshape(full, batch_size), axis=1)
+        if not drop_last and n_events > full * batch_size:
+            yield np.sort(order[full * batch_size :])
+        return
     n_blocks = -(-n_events // batch_size)
     blocks = generator.permutation(n_blocks)
     for first in range(0, n_blocks, window):
@@ -191,30 +220,16 @@ class EventArrays:
 
 
 def _rows_of(array: np.ndarray, rows: Rows | int, copy: bool) -> np.ndarray:
-    """``array[rows]`` as a plain ndarray: a view or copy of a slice, a gather of row indices
-    (``np.take``: one block copy per row, about twice as fast as fancy indexing; with numba,
-    in the main thread of a process that was not forked from the one that imported this module,
-    rows of 256 bytes and more are copied in parallel, about twice as fast again)."""
+    """``array[rows]`` as a plain ndarray: a view or copy of a slice, or a gather of row indices.
+
+    Row indices are gathered by ``np.take`` in the calling thread (one block copy per row,
+    about twice as fast as fancy indexing; out-of-range rows raise ``IndexError``). A parallel
+    (numba) gather is faster only on an otherwise idle machine and collapses to a fraction of
+    ``np.take``'s speed when other processes compete for the cores, the normal case on shared
+    nodes (``benchmarks/bench_adapters.py`` measures both), so it is not used.
+    """
     if not isinstance(rows, np.ndarray):
         return np.array(array[rows]) if copy else np.asarray(array[rows])
-    row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:]))
-    if (
-        row_bytes >= 256
-        and len(rows)
-        and array.flags.c_contiguous
-        and threading.current_thread() is threading.main_thread()
-        and os.getpid() == _IMPORTED_IN  # not in a forked worker: OpenMP does not survive fork
-        and rows.min() >= 0
-        and rows.max() < len(array)
-    ):
-        kernel = gather_rows_kernel()
-        if kernel is not None:
-            out = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
-            source = np.asarray(array).reshape(len(array), -1).view(np.uint8)
-            kernel(
-                source, rows.astype(np.int64, copy=False), out.reshape(len(rows), -1).view(np.uint8)
-            )
-            return out
     return np.asarray(np.take(array, rows, axis=0))
 
 

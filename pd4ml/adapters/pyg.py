@@ -38,6 +38,7 @@ from torch_geometric.data import Batch, Data
 from pd4ml.adapters.common import (
     EventArrays,
     Rows,
+    Shuffle,
     check_graph,
     feature_nodes,
     per_event_arrays,
@@ -184,7 +185,7 @@ class GraphEvents(Dataset[Data]):
     def loader(
         self,
         batch_size: int = 256,
-        shuffle: bool = False,
+        shuffle: Shuffle = False,
         *,
         seed: int = 0,
         drop_last: bool = False,
@@ -198,7 +199,9 @@ class GraphEvents(Dataset[Data]):
     ) -> DataLoader[Any]:
         """A ``DataLoader`` of ``torch_geometric.data.Batch`` objects, each read in one call.
 
-        Arguments as :meth:`pd4ml.adapters.torch.TorchEvents.loader`. PyG's own
+        Arguments as :meth:`pd4ml.adapters.torch.TorchEvents.loader`: ``shuffle=True`` is a
+        uniform random permutation of all events per epoch, ``shuffle="blocks"`` block
+        shuffling (``window`` blocks at a time). PyG's own
         ``torch_geometric.loader.DataLoader(graphs, batch_size=...)`` works too (one event per
         call).
         """

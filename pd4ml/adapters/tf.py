@@ -7,7 +7,8 @@
     # Keras models written against the original pd4ml (inputs named "features", "adj_matrix"):
     train = TopTagging.tf("train", graph=True).dataset(batch_size=256, original=True)
 
-Batches are read from the memory maps one whole batch at a time (block shuffling, see
+Batches are read from the memory maps one whole batch at a time (``shuffle=True``: a uniform
+random permutation of the split per pass; ``shuffle="blocks"``: block shuffling; see
 :func:`pd4ml.adapters.common.batch_rows`) by a parallel map that reads ahead; a split is never
 materialised. Elements are ``(inputs, labels, weights)``: ``inputs`` a dict of the per-event
 arrays other than labels and weights (node indices as int64), or with ``original=True``
@@ -33,12 +34,14 @@ import tensorflow as tf
 from pd4ml.adapters.common import (
     EventArrays,
     Rows,
+    Shuffle,
     batch_rows,
     check_graph,
     count_batches,
     dense_adjacency,
     graph_kind,
     node_form,
+    shuffle_mode,
 )
 
 if TYPE_CHECKING:
@@ -89,7 +92,7 @@ class TfEvents:
     def dataset(
         self,
         batch_size: int = 256,
-        shuffle: bool = False,
+        shuffle: Shuffle = False,
         *,
         seed: int = 0,
         drop_last: bool = False,
@@ -99,12 +102,15 @@ class TfEvents:
     ) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` of ``(inputs, labels, weights)`` batches.
 
-        Each pass over it is a new epoch with a new, seeded block-shuffled order when
-        ``shuffle`` is set. Batches are read by parallel calls, delivered in order, and read
-        ahead by the parallel map itself; ``prefetch`` adds an extra buffer of that many
-        batches (default none). ``original=True`` gives the original pd4ml's inputs (see the
-        module docstring).
+        Each pass over it is a new epoch with a new, seeded order when ``shuffle`` is set:
+        ``True`` a uniform random permutation of all events, ``"blocks"`` block shuffling
+        (``window`` blocks of ``batch_size`` consecutive events pooled at a time; see
+        :func:`pd4ml.adapters.common.batch_rows`). Batches are read by parallel calls,
+        delivered in order, and read ahead by the parallel map itself; ``prefetch`` adds an
+        extra buffer of that many batches (default none). ``original=True`` gives the original
+        pd4ml's inputs (see the module docstring).
         """
+        shuffled = shuffle_mode(shuffle) != "none"
         if original and self.graph:
             check_graph(self.data)  # a clear error now rather than in the first batch
         n_batches = count_batches(len(self), batch_size, drop_last)
@@ -149,7 +155,7 @@ class TfEvents:
             inputs = dict(zip(names, values[: len(names)], strict=True))
             return inputs, values[-2], values[-1]
 
-        if shuffle:
+        if shuffled:
             # a new epoch key for each pass (iterator), drawn in-graph from the seed: a
             # Python generator here would throttle the parallel reads below
             keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)

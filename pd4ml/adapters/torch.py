@@ -7,7 +7,8 @@
 
 ``events[i]`` is one event, ``events[a:b]`` (or a sorted row array) one batch read from the
 memory maps in one call. :meth:`TorchEvents.loader` hands whole batches to the ``DataLoader``
-(block shuffling, see :func:`pd4ml.adapters.common.batch_rows`), so a batch costs one read, not
+(``shuffle=True``: a uniform random permutation of the split per epoch; ``shuffle="blocks"``:
+block shuffling; see :func:`pd4ml.adapters.common.batch_rows`), so a batch costs one read, not
 ``batch_size`` Python calls. A plain ``DataLoader(events, batch_size=...)`` also works (one
 event per call, the default collation).
 
@@ -28,20 +29,31 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from pd4ml.adapters.common import EventArrays, Rows, batch_rows, count_batches
+from pd4ml.adapters.common import (
+    EventArrays,
+    Rows,
+    Shuffle,
+    batch_rows,
+    count_batches,
+    shuffle_mode,
+)
 
 if TYPE_CHECKING:
     from pd4ml.datasets.base import PreparedData
 
 
-class BlockBatchSampler(Sampler[Rows]):
+class BatchRowSampler(Sampler[Rows]):
     """Yields the rows of whole batches (a slice or sorted row indices) for one epoch.
 
-    Every new iteration is a new epoch with its own order (seeded by ``seed`` and the epoch
+    ``shuffle`` as :func:`pd4ml.adapters.common.batch_rows`: ``True`` a uniform random
+    permutation of all events, ``"blocks"`` block shuffling (``window`` blocks pooled at a
+    time). Every new iteration is a new epoch with its own order (seeded by ``seed`` and the epoch
     number); :meth:`set_epoch` sets the epoch explicitly (e.g. for resumed training). With
     ``num_replicas`` > 1 (distributed data parallel), rank ``rank`` takes every
-    ``num_replicas``-th batch of the epoch, and every rank the same number (a remainder of
-    fewer than ``num_replicas`` batches is left out).
+    ``num_replicas``-th full batch of the epoch, and every rank the same number: the ranks'
+    shares are disjoint and of equal size (the short batch and a remainder of fewer than
+    ``num_replicas`` batches are left out of that epoch; with shuffling, other events each
+    epoch).
     """
 
     def __init__(
@@ -49,7 +61,7 @@ class BlockBatchSampler(Sampler[Rows]):
         n_events: int,
         batch_size: int,
         *,
-        shuffle: bool = False,
+        shuffle: Shuffle = False,
         seed: int = 0,
         drop_last: bool = False,
         window: int = 8,
@@ -57,6 +69,7 @@ class BlockBatchSampler(Sampler[Rows]):
         rank: int = 0,
     ) -> None:
         count_batches(n_events, batch_size, drop_last)  # validates batch_size
+        shuffle_mode(shuffle)  # validates shuffle
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}), not {rank}")
         self.n_events = n_events
@@ -82,7 +95,7 @@ class BlockBatchSampler(Sampler[Rows]):
             shuffle=self.shuffle,
             seed=self.seed,
             epoch=epoch,
-            drop_last=self.drop_last,
+            drop_last=self.drop_last or self.num_replicas > 1,
             window=self.window,
         )
         if self.num_replicas == 1:
@@ -93,7 +106,12 @@ class BlockBatchSampler(Sampler[Rows]):
         )
 
     def __len__(self) -> int:
-        return count_batches(self.n_events, self.batch_size, self.drop_last) // self.num_replicas
+        drop_last = self.drop_last or self.num_replicas > 1
+        return count_batches(self.n_events, self.batch_size, drop_last) // self.num_replicas
+
+
+#: The former name of :class:`BatchRowSampler` (it now also shuffles uniformly).
+BlockBatchSampler = BatchRowSampler
 
 
 class TorchEvents(Dataset[dict[str, torch.Tensor]]):
@@ -132,7 +150,7 @@ class TorchEvents(Dataset[dict[str, torch.Tensor]]):
     def loader(
         self,
         batch_size: int = 256,
-        shuffle: bool = False,
+        shuffle: Shuffle = False,
         *,
         seed: int = 0,
         drop_last: bool = False,
@@ -146,13 +164,17 @@ class TorchEvents(Dataset[dict[str, torch.Tensor]]):
     ) -> DataLoader[Any]:
         """A ``DataLoader`` of whole batches, each read from the memory maps in one call.
 
-        ``shuffle`` shuffles by blocks (``window`` blocks of ``batch_size`` events are pooled
-        and dealt into batches; see :func:`pd4ml.adapters.common.batch_rows`); each iteration
-        of the loader is a new epoch with a new, seeded order. ``num_workers`` processes read
+        ``shuffle=True`` draws a uniform random permutation of all events for each epoch (each
+        batch a uniform sample, read as sorted rows); ``shuffle="blocks"`` shuffles by blocks
+        (``window`` blocks of ``batch_size`` consecutive events are pooled and dealt into
+        batches: nearly sequential reads for splits larger than memory, but batches are not
+        uniform samples of an ordered file; see :func:`pd4ml.adapters.common.batch_rows`).
+        Each iteration of the loader is a new epoch with a new order, which depends only on
+        ``seed`` and the epoch number. ``num_workers`` processes read
         batches in parallel (each reopens the memory maps; nothing is copied to them);
         ``pin_memory`` pins the batches for asynchronous copies to CUDA. ``num_replicas`` and
         ``rank`` share the batches among distributed data-parallel processes (see
-        :class:`BlockBatchSampler`; use the same ``seed`` on every rank).
+        :class:`BatchRowSampler`; use the same ``seed`` on every rank).
         """
         return batch_loader(
             self,
@@ -173,7 +195,7 @@ class TorchEvents(Dataset[dict[str, torch.Tensor]]):
 def batch_loader(
     dataset: Dataset[Any],
     batch_size: int,
-    shuffle: bool,
+    shuffle: Shuffle,
     *,
     collate_fn: Callable[[Any], Any] | None = None,
     num_workers: int = 0,
@@ -183,8 +205,8 @@ def batch_loader(
     **sampling: Any,
 ) -> DataLoader[Any]:
     """A ``DataLoader`` over ``dataset`` (indexable by batch rows) with a
-    :class:`BlockBatchSampler`; ``sampling`` are the sampler's keyword arguments."""
-    sampler = BlockBatchSampler(len(dataset), batch_size, shuffle=shuffle, **sampling)  # type: ignore[arg-type]
+    :class:`BatchRowSampler`; ``sampling`` are the sampler's keyword arguments."""
+    sampler = BatchRowSampler(len(dataset), batch_size, shuffle=shuffle, **sampling)  # type: ignore[arg-type]
     return DataLoader(
         dataset,
         batch_size=None,
