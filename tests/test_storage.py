@@ -850,3 +850,9 @@ def imported_modules_of(node: ast.stmt) -> Iterator[tuple[int, str]]:
             yield from ((child.lineno, alias.name) for alias in child.names)
         elif isinstance(child, ast.ImportFrom) and child.module:
             yield child.lineno, child.module
+
+
+def test_saved_scalars_stay_zero_dimensional(tmp_path: Path) -> None:
+    storage.save_npy(tmp_path / "scale.npy", np.asarray(2.5))
+    loaded = np.load(tmp_path / "scale.npy")
+    assert loaded.shape == () and float(loaded) == 2.5

@@ -12,6 +12,7 @@ import pytest
 import pd4ml._kernels
 import pd4ml.graphs
 from pd4ml import TopTagging
+from pd4ml.adapters.original import original_inputs
 from pd4ml.config import Settings
 from pd4ml.datasets.base import ArrayWriter, Dataset
 from pd4ml.datasets.top_tagging import _constituent_features_numpy, constituent_features
@@ -419,7 +420,7 @@ def test_stored_dense_adjacency_is_the_transpose_of_the_original_adj_matrix(
     event, node = np.nonzero(real)
     expected[event, node, node] = 1
     np.testing.assert_array_equal(stored, expected)
-    X, _ = prepared
+    X, _ = original_inputs(prepared)
     original = np.asarray(X["adj_matrix"])  # the original pd4ml's convention
     np.testing.assert_array_equal(original, np.swapaxes(stored, 1, 2))
     assert (original != stored).any(), "kNN is not symmetric: the two conventions differ"

@@ -47,7 +47,7 @@ STAGING_PREFIXES = (".convert-", ".prepare-")
 # -- disk space ----------------------------------------------------------------------------------
 def save_npy(path: Path, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` with ordinary file I/O (a full disk is a clear error)."""
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array, order="C")  # not ascontiguousarray: it makes 0-d arrays 1-d
     with disk_full_as_error(path, array.nbytes), open(path, "wb") as handle:
         reserve(handle.fileno(), path, 0, array.nbytes + 128)
         np.save(handle, array, allow_pickle=False)
