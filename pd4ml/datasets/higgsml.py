@@ -72,7 +72,7 @@ def _open_text(path: Path) -> IO[str]:
 
 
 _CSV_CHUNK_ROWS = 65_536  # rows parsed at a time
-_PREPARE_CHUNK = 65_536  # events engineered at a time when preparing (16 MB of float64 features)
+_PREPARE_CHUNK = 32_768  # events engineered at a time when preparing (8 MB of float64 features)
 _TABLE_TAILS = {"features": (len(FEATURE_NAMES),)}
 
 
