@@ -167,7 +167,7 @@ def _patch_generators(compressed: bool) -> None:
     for name, function in patches.items():
         setattr(synthetic, name, function)
     if not compressed:
-        np.savez_compressed = np.savez  # type: ignore[assignment]  # this process only
+        np.savez_compressed = np.savez  # this process only
     _PATCHED.append(True)
 
 
