@@ -197,38 +197,114 @@ class PandasHdf:
         start: int = 0,
         stop: int | None = None,
         dtype: np.dtype[Any] | type = np.float32,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Columns ``columns`` of rows ``start:stop`` as an ``(n_rows, len(columns))`` array."""
+        """Columns ``columns`` of rows ``start:stop`` as an ``(n_rows, len(columns))`` array.
+
+        Only the columns asked for are read: in the fixed layout the span of a block's columns
+        between the first and the last one wanted, in the table layout the compound fields
+        that hold them. With ``out`` (an ``(n_rows, len(columns))`` array, e.g. rows of a
+        memory-mapped output; its dtype replaces ``dtype``) the values are written there and
+        ``out`` is returned: a run of consecutive columns of a fixed-layout block with the
+        dtype of ``out`` goes from the file into ``out`` without an intermediate copy. Values
+        are cast as NumPy assignment casts them.
+        """
         stop = self.n_rows if stop is None else min(stop, self.n_rows)
         missing = [name for name in columns if name not in self._sources]
         if missing:
             shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
             raise ConversionError(f"{self.path}: missing column(s) {shown}")
-        output = np.empty((max(stop - start, 0), len(columns)), dtype=dtype)
+        shape = (max(stop - start, 0), len(columns))
+        if out is None:
+            output = np.empty(shape, dtype=dtype)
+        elif out.shape != shape:
+            raise ValueError(f"out has shape {out.shape}, rows {start}:{stop} need {shape}")
+        else:
+            output = out
         by_block: dict[tuple[str, str | None], list[tuple[int, int | None]]] = {}
         for index, name in enumerate(columns):
             source = self._sources[name]
             by_block.setdefault((source.dataset, source.field), []).append((index, source.position))
+        if shape[0] == 0:
+            return output
         try:
             for (dataset_name, field), targets in by_block.items():
                 dataset = self._file[dataset_name]
                 if field is None:
-                    block = dataset[start:stop]
-                else:
-                    block = (
-                        dataset.fields(field)[start:stop]
-                        if dataset.dtype.names
-                        else dataset[start:stop]
-                    )
-                block = np.asarray(block)
-                for index, position in targets:
-                    output[:, index] = block if position is None else block[:, position]
+                    self._read_fixed_block(dataset, targets, start, stop, output)
+                    continue
+                block = np.asarray(
+                    dataset.fields(field)[start:stop]
+                    if dataset.dtype.names
+                    else dataset[start:stop]
+                )
+                _scatter(output, targets, block)
         except (OSError, ValueError) as error:
             raise ConversionError(
                 f"{self.path}: cannot read rows {start}:{stop} ({error}); the file may be "
                 "truncated or corrupted"
             ) from None
         return output
+
+    @staticmethod
+    def _read_fixed_block(
+        dataset: Any,
+        targets: list[tuple[int, int | None]],
+        start: int,
+        stop: int,
+        output: np.ndarray,
+    ) -> None:
+        """Columns ``targets`` (output index, block position) of an ``(n_rows, n_columns)``
+        block, reading only the block's columns from the first to the last one wanted."""
+        positions = [position for _, position in targets if position is not None]
+        first, last = min(positions), max(positions) + 1
+        run = _consecutive_run(targets)
+        if (
+            run is not None
+            and dataset.dtype == output.dtype
+            and output.flags.c_contiguous
+            and output.flags.writeable
+        ):
+            (index, position), width = run
+            dataset.read_direct(
+                output,
+                np.s_[start:stop, position : position + width],
+                np.s_[:, index : index + width],
+            )
+            return
+        block = np.asarray(dataset[start:stop, first:last])
+        shifted = [
+            (index, None if position is None else position - first) for index, position in targets
+        ]
+        _scatter(output, shifted, block)
+
+
+def _consecutive_run(
+    targets: list[tuple[int, int | None]],
+) -> tuple[tuple[int, int], int] | None:
+    """``((first output index, first position), width)`` when ``targets`` are consecutive
+    output columns taken from consecutive block positions, else None."""
+    index, position = targets[0]
+    if position is None:
+        return None
+    for offset, (other_index, other_position) in enumerate(targets):
+        if other_index != index + offset or other_position != position + offset:
+            return None
+    return (index, position), len(targets)
+
+
+def _scatter(output: np.ndarray, targets: list[tuple[int, int | None]], block: np.ndarray) -> None:
+    """``output[:, index] = block[:, position]`` for each target (the whole ``block`` for a
+    scalar column, position None); a consecutive run is one slice assignment."""
+    run = _consecutive_run(targets)
+    if run is not None:
+        (first_index, first_position), width = run
+        output[:, first_index : first_index + width] = block[
+            :, first_position : first_position + width
+        ]
+        return
+    for index, position in targets:
+        output[:, index] = block if position is None else block[:, position]
 
 
 def _decode(value: Any) -> str:

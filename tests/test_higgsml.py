@@ -17,6 +17,7 @@ from pd4ml.errors import ConversionError
 from pd4ml.metrics import ams, ams_of_selection
 from pd4ml.testing import ArchiveServer
 from pd4ml.testing.synthetic import (
+    array_digest,
     higgsml_events,
     output_digests,
     synthetic_variant,
@@ -235,3 +236,151 @@ def test_outputs_are_unchanged_by_chunked_reading(
     variant = synthetic_variant(HiggsML, server.url, 328, {KEY: path}, kind="cernopendata")
     splits_ = ("train", "val", "public_test", "private_test")
     assert output_digests(variant, splits_, {}, settings=settings) == RECORDED_HIGGSML
+
+
+# -- preparing in chunks: outputs unchanged, memory bounded by the chunk -------------------------
+# digests of the arrays and statistics preparation gave when it engineered and standardised a
+# whole split at once (6000 events, seed 5; statistics by np.nanmean / np.nanstd of all of train)
+RECORDED_HIGGSML_PREPARED = {
+    "cartesian/mean": "2449d4826a14bed4",
+    "cartesian/private_test/features": "a05d8bde9781be08",
+    "cartesian/private_test/jet_multiplicity": "a7a1ad55b8b77cd5",
+    "cartesian/private_test/kaggle_weights": "88172fb51c13f44b",
+    "cartesian/private_test/labels": "49e7aa6dd73d04f0",
+    "cartesian/private_test/missing": "3ed6b66de808b14b",
+    "cartesian/private_test/weights": "5467331d29cbfbc5",
+    "cartesian/public_test/features": "27aab79909052fb6",
+    "cartesian/public_test/jet_multiplicity": "ebb33611af0ad6c6",
+    "cartesian/public_test/kaggle_weights": "24ab925f54741bf7",
+    "cartesian/public_test/labels": "645779de84ec9140",
+    "cartesian/public_test/missing": "ade3b1c66d59e7ad",
+    "cartesian/public_test/weights": "fcf7e3ef61eeb163",
+    "cartesian/scale": "b8307076594ad164",
+    "cartesian/train/features": "2234d49096e2b692",
+    "cartesian/train/jet_multiplicity": "b29591c4005ae491",
+    "cartesian/train/kaggle_weights": "21c7c4875c40fba6",
+    "cartesian/train/labels": "e7cbeb19e67b5f58",
+    "cartesian/train/missing": "d3cc9871b401119a",
+    "cartesian/train/weights": "66c796e8458ee6d8",
+    "cartesian/val/features": "f2aff4e2f056311f",
+    "cartesian/val/jet_multiplicity": "ccb9af1e8fc5cba7",
+    "cartesian/val/kaggle_weights": "1f0dbb9b72dd1e82",
+    "cartesian/val/labels": "02004b9a7f86f541",
+    "cartesian/val/missing": "fc942c700fe9e0e4",
+    "cartesian/val/weights": "fd437034ed0551e8",
+    "polar/mean": "05d5541f93af35df",
+    "polar/private_test/features": "337ed9b7e4eeea1d",
+    "polar/private_test/jet_multiplicity": "a7a1ad55b8b77cd5",
+    "polar/private_test/kaggle_weights": "88172fb51c13f44b",
+    "polar/private_test/labels": "49e7aa6dd73d04f0",
+    "polar/private_test/missing": "af4ad9adb2365f23",
+    "polar/private_test/weights": "5467331d29cbfbc5",
+    "polar/public_test/features": "b7fc1f866c12ca95",
+    "polar/public_test/jet_multiplicity": "ebb33611af0ad6c6",
+    "polar/public_test/kaggle_weights": "24ab925f54741bf7",
+    "polar/public_test/labels": "645779de84ec9140",
+    "polar/public_test/missing": "d41e96088dc5d4c6",
+    "polar/public_test/weights": "fcf7e3ef61eeb163",
+    "polar/scale": "c96f99ab56ad85ff",
+    "polar/train/features": "f30615a835533070",
+    "polar/train/jet_multiplicity": "b29591c4005ae491",
+    "polar/train/kaggle_weights": "21c7c4875c40fba6",
+    "polar/train/labels": "e7cbeb19e67b5f58",
+    "polar/train/missing": "a3c6cd7bad463598",
+    "polar/train/weights": "66c796e8458ee6d8",
+    "polar/val/features": "360841ad10347650",
+    "polar/val/jet_multiplicity": "ccb9af1e8fc5cba7",
+    "polar/val/kaggle_weights": "1f0dbb9b72dd1e82",
+    "polar/val/labels": "02004b9a7f86f541",
+    "polar/val/missing": "c921ea7809288ee0",
+    "polar/val/weights": "fd437034ed0551e8",
+    "unaligned/mean": "55a4582c651d5aca",
+    "unaligned/private_test/features": "051c895e134c93bb",
+    "unaligned/private_test/jet_multiplicity": "a7a1ad55b8b77cd5",
+    "unaligned/private_test/kaggle_weights": "88172fb51c13f44b",
+    "unaligned/private_test/labels": "49e7aa6dd73d04f0",
+    "unaligned/private_test/missing": "3ed6b66de808b14b",
+    "unaligned/private_test/weights": "5467331d29cbfbc5",
+    "unaligned/public_test/features": "0c4f54549a0c871a",
+    "unaligned/public_test/jet_multiplicity": "ebb33611af0ad6c6",
+    "unaligned/public_test/kaggle_weights": "24ab925f54741bf7",
+    "unaligned/public_test/labels": "645779de84ec9140",
+    "unaligned/public_test/missing": "ade3b1c66d59e7ad",
+    "unaligned/public_test/weights": "fcf7e3ef61eeb163",
+    "unaligned/scale": "37a19e5c1e0a9255",
+    "unaligned/train/features": "dd9635c9b164bdae",
+    "unaligned/train/jet_multiplicity": "b29591c4005ae491",
+    "unaligned/train/kaggle_weights": "21c7c4875c40fba6",
+    "unaligned/train/labels": "e7cbeb19e67b5f58",
+    "unaligned/train/missing": "d3cc9871b401119a",
+    "unaligned/train/weights": "66c796e8458ee6d8",
+    "unaligned/val/features": "4bcf5188a0f0748b",
+    "unaligned/val/jet_multiplicity": "ccb9af1e8fc5cba7",
+    "unaligned/val/kaggle_weights": "1f0dbb9b72dd1e82",
+    "unaligned/val/labels": "02004b9a7f86f541",
+    "unaligned/val/missing": "fc942c700fe9e0e4",
+    "unaligned/val/weights": "fd437034ed0551e8",
+}
+
+PREPARED_PARAMS = {"cartesian": {}, "unaligned": {"align": False}, "polar": {"cartesian": False}}
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_prepared_outputs_are_unchanged_by_chunked_preparation(
+    server: ArchiveServer,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int | None,
+) -> None:
+    if chunk is not None:
+        monkeypatch.setattr(higgsml, "_PREPARE_CHUNK", chunk)
+    path = write_higgsml_csv(tmp_path / KEY, 6000, seed=5)
+    server.add_cernopendata_record(328, {KEY: path}, eos_directory="/eos/opendata/test")
+    variant = synthetic_variant(HiggsML, server.url, 328, {KEY: path}, kind="cernopendata")
+    splits_ = ("train", "val", "public_test", "private_test")
+    digests = output_digests(variant, splits_, PREPARED_PARAMS, settings=settings)
+    for tag, params in PREPARED_PARAMS.items():
+        info = variant.load_data("val", settings=settings, **params).metadata["info"]
+        digests[f"{tag}/mean"] = array_digest(np.array(info["mean"]))
+        digests[f"{tag}/scale"] = array_digest(np.array(info["scale"]))
+    prepared = {key: value for key, value in digests.items() if not key.startswith("load/")}
+    assert prepared == RECORDED_HIGGSML_PREPARED
+
+
+def test_preparation_engineers_at_most_one_chunk_at_a_time(
+    synthetic_higgs: type[Dataset], settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(higgsml, "_PREPARE_CHUNK", 300)
+    sizes: list[int] = []
+    original = higgsml.to_cartesian
+
+    def recording(features: np.ndarray, align: bool) -> tuple[np.ndarray, list[str]]:
+        sizes.append(len(features))
+        return original(features, align)
+
+    monkeypatch.setattr(higgsml, "to_cartesian", recording)
+    prepared = synthetic_higgs.load_data("train", settings=settings)  # fits the statistics too
+    assert prepared.features.shape[0] > 1000
+    assert max(sizes) == 300, "a whole split was engineered at once"
+    assert sum(sizes) >= 2 * prepared.features.shape[0]  # two statistics passes + the split
+
+
+@pytest.mark.parametrize("n_rows", [0, 1, 5, 1000, 70_001])
+@pytest.mark.parametrize("chunk", [1, 7, 65_536])
+def test_chunked_nan_moments_equal_numpy_bit_for_bit(n_rows: int, chunk: int) -> None:
+    generator = np.random.default_rng(n_rows)
+    values = generator.normal(size=(n_rows, 6)) * [1, 10, 1e3, 1e-3, 5, 1] + [0, -3, 1e4, 1, 2, 0]
+    values[generator.random(values.shape) < 0.3] = np.nan
+    values[:, 5] = np.nan  # a feature that is never defined
+    if chunk == 1 and n_rows > 1000:
+        pytest.skip("row-by-row over 70k rows is slow and adds nothing")
+
+    def blocks() -> list[np.ndarray]:
+        return [values[start : start + chunk] for start in range(0, max(n_rows, 1), chunk)]
+
+    mean, scale = higgsml.nan_mean_and_std(blocks)
+    with np.errstate(invalid="ignore", divide="ignore"), pytest.warns(RuntimeWarning):
+        expected_mean, expected_scale = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+    assert mean.tobytes() == expected_mean.tobytes()
+    assert scale.tobytes() == expected_scale.tobytes()

@@ -96,3 +96,25 @@ def test_pickle_parser_handles_pandas_lists_and_refuses_code() -> None:
     assert parse_pickled_names(b"(lp0\nS'x'\np1\nag1\na.") == ["x", "x"]
     with pytest.raises(ValueError, match="refusing"):
         parse_pickled_names(b"cos\nsystem\n(S'echo hi'\ntR.")
+
+
+@pytest.mark.parametrize("layout", ["fixed", "table"])
+def test_read_into_an_output_array_and_column_spans(tmp_path: Path, layout: str) -> None:
+    frame = top_like_frame(120, seed=3)
+    path = tmp_path / f"{layout}.h5"
+    frame.to_hdf(path, key="table", format=layout)
+    momenta = [name for name in frame.columns if name[:2] in ("E_", "PX", "PY", "PZ")]
+    with PandasHdf(path) as reader:
+        out = np.full((40, len(momenta)), -1.0, dtype=np.float32)
+        assert reader.read(momenta, 30, 70, out=out) is out  # a consecutive run
+        np.testing.assert_array_equal(out, frame[momenta].to_numpy()[30:70])
+        scattered = ["PZ_4", "truthE", "E_1", "ttv", "E_0"]  # reversed, gaps, two blocks
+        into = np.zeros((20, len(scattered)), dtype=np.float64)
+        reader.read(scattered, 100, 200, out=into)  # stop past the end is clipped
+        np.testing.assert_array_equal(into, frame[scattered].to_numpy(np.float64)[100:])
+        labels = reader.read(["is_signal_new"], 5, 25, dtype=np.int8)
+        assert labels.dtype == np.int8
+        np.testing.assert_array_equal(labels[:, 0], frame["is_signal_new"].to_numpy()[5:25])
+        assert reader.read(momenta, 50, 50).shape == (0, len(momenta))
+        with pytest.raises(ValueError, match=r"out has shape \(3, 20\)"):
+            reader.read(momenta, 0, 4, out=np.zeros((3, 20), dtype=np.float32))

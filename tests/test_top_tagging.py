@@ -428,3 +428,136 @@ def test_stored_dense_adjacency_is_the_transpose_of_the_original_adj_matrix(
     assert "for models written against the original (" not in docs
     assert "the **transpose** of the original pd4ml's ``adj_matrix``" in docs
     assert 'take ``X["adj_matrix"]``' in docs and "np.swapaxes(adjacency, 1, 2)" in docs
+
+
+# -- converting in chunks: outputs unchanged, memory bounded by the chunk ------------------------
+# digests of the arrays conversion gave before it read straight into the outputs (50,000-jet
+# chunks, whole pandas blocks read per column group, the pd4ml npz's rows gathered at once)
+RECORDED_TOP_FIXED = {
+    "load/test/X0": "2ac5ddb200ad4283",
+    "load/test/truth_top": "b5f8824e510efd71",
+    "load/test/ttv": "f0a57629e6ecaea8",
+    "load/test/y": "3a8446b6ee64f083",
+    "load/train/X0": "1cc8114263e26cf5",
+    "load/train/truth_top": "dd560377c356a72a",
+    "load/train/ttv": "577ac8a75c502353",
+    "load/train/y": "08724e75a02cf20c",
+    "load/val/X0": "a16a53a3bf872257",
+    "load/val/truth_top": "d9b81d7d9dc9bf08",
+    "load/val/ttv": "405af47ab5b19d58",
+    "load/val/y": "27646038e11f0eeb",
+}
+RECORDED_TOP_TABLE = {
+    "load/test/X0": "2ac5ddb200ad4283",
+    "load/test/truth_top": "b5f8824e510efd71",
+    "load/test/ttv": "f0a57629e6ecaea8",
+    "load/test/y": "3a8446b6ee64f083",
+    "load/train/X0": "1cc8114263e26cf5",
+    "load/train/truth_top": "dd560377c356a72a",
+    "load/train/ttv": "577ac8a75c502353",
+    "load/train/y": "08724e75a02cf20c",
+    "load/val/X0": "a16a53a3bf872257",
+    "load/val/truth_top": "d9b81d7d9dc9bf08",
+    "load/val/ttv": "405af47ab5b19d58",
+    "load/val/y": "27646038e11f0eeb",
+}
+RECORDED_TOP_NPZ = {
+    "load/test/X0": "90b1748bee4607d1",
+    "load/test/truth_top": "9b8b5c9c4454b77f",
+    "load/test/ttv": "696e799751c3f2c0",
+    "load/test/y": "fe5ca5ef55b1995d",
+    "load/train/X0": "ba6bf96a8b67a30b",
+    "load/train/truth_top": "5432153272b0d24f",
+    "load/train/ttv": "dc4dd9a0a8bf1064",
+    "load/train/y": "4894b81f2149dc5c",
+    "load/val/X0": "f7444a75cceafacb",
+    "load/val/truth_top": "0a821d6994b36467",
+    "load/val/ttv": "6a107e7d61f2d033",
+    "load/val/y": "f4651b16f237a52c",
+}
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize("source", ["fixed", "table", "npz"])
+def test_outputs_are_unchanged_by_chunked_conversion(
+    server: ArchiveServer,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    chunk: int | None,
+) -> None:
+    from pd4ml.datasets import top_tagging
+    from pd4ml.testing.synthetic import output_digests
+
+    if chunk is not None:
+        monkeypatch.setattr(top_tagging, "_READ_CHUNK", chunk)
+    if source == "npz":
+        path = write_top_tagging_pd4ml_npz(tmp_path / "1_top_tagging_2M.npz", 200, 70, 90, seed=3)
+        files = {path.name: path}
+        server.add_zenodo_record(2603258, files)
+        variant = synthetic_variant(
+            TopTagging, server.url, 2603258, files, template_version="pd4ml-2021"
+        )
+        expected = RECORDED_TOP_NPZ
+    else:
+        files = {
+            f"{split}.h5": write_top_tagging_h5(
+                tmp_path / f"{split}.h5", count, seed=i, layout=source, ttv=(0, 2, 1)[i]
+            )
+            for i, (split, count) in enumerate(COUNTS.items())
+        }
+        server.add_zenodo_record(2603256, files)
+        variant = synthetic_variant(TopTagging, server.url, 2603256, files)
+        expected = RECORDED_TOP_FIXED if source == "fixed" else RECORDED_TOP_TABLE
+    assert output_digests(variant, ("train", "val", "test"), {}, settings=settings) == expected
+
+
+@pytest.mark.parametrize("layout", ["fixed", "table"])
+def test_conversion_memory_is_bounded_by_the_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """Traced (NumPy and Python) allocations of converting 1,200 jets in chunks of 100 stay
+    under 1.5 chunks of constituents beyond what opening the file takes: the fixed layout
+    reads straight into the memory-mapped output, the table layout holds one block of its
+    compound field."""
+    import tracemalloc
+
+    from pd4ml.datasets import top_tagging
+    from pd4ml.pandas_hdf import PandasHdf
+
+    monkeypatch.setattr(top_tagging, "_READ_CHUNK", 100)
+    path = write_top_tagging_h5(tmp_path / "train.h5", 1200, seed=4, layout=layout)
+    chunk_bytes = 100 * top_tagging.N_CONSTITUENTS * 4 * 4
+    tracemalloc.start()
+    try:
+        with PandasHdf(path):
+            _, opening = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        TopTagging._convert_h5(path, ArrayWriter(tmp_path / "out"), "train")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - opening < 1.5 * chunk_bytes, (
+        f"{(peak - opening) / 1e6:.2f} MB beyond opening for a {chunk_bytes / 1e6:.2f} MB chunk"
+    )
+    expected, labels, _ = top_tagging_jets(1200, seed=4)
+    stored = tmp_path / "out" / "train"
+    np.testing.assert_array_equal(np.load(stored / "constituents.npy"), expected)
+    np.testing.assert_array_equal(np.load(stored / "labels.npy"), labels)
+
+
+def test_wrong_labels_are_refused_in_any_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    from pd4ml.datasets import top_tagging
+
+    monkeypatch.setattr(top_tagging, "_READ_CHUNK", 50)
+    path = write_top_tagging_h5(tmp_path / "train.h5", 200, seed=1, layout="fixed")
+    frame = pd.read_hdf(path, "table")
+    frame.loc[170, "is_signal_new"] = 3  # in the last chunk
+    frame.to_hdf(path, key="table", format="fixed")
+    with pytest.raises(ConversionError, match=r"train\.h5: is_signal_new holds values other"):
+        TopTagging._convert_h5(path, ArrayWriter(tmp_path / "out"), "train")

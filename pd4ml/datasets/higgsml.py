@@ -51,16 +51,17 @@ import gzip
 import io
 import itertools
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import numpy as np
 
 from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
-from pd4ml.datasets.splits import copy_rows, stratified_holdout
+from pd4ml.datasets.splits import copy_array, copy_rows, stratified_holdout
 from pd4ml.errors import ConversionError
 from pd4ml.manifest import DatasetVersion
+from pd4ml.npyio import release_rows
 
 DERIVED = (
     "DER_mass_MMC", "DER_mass_transverse_met_lep", "DER_mass_vis", "DER_pt_h",
@@ -92,6 +93,7 @@ def _open_text(path: Path) -> IO[str]:
 
 
 _CSV_CHUNK_ROWS = 65_536  # rows parsed at a time
+_PREPARE_CHUNK = 32_768  # events engineered at a time when preparing (8 MB of float64 features)
 _TABLE_TAILS = {"features": (len(FEATURE_NAMES),)}
 
 
@@ -229,6 +231,59 @@ def to_cartesian(features: np.ndarray, align: bool) -> tuple[np.ndarray, list[st
     return np.stack([output[name] for name in names], axis=1), names
 
 
+def _engineered_chunks(
+    cls: type[HiggsML], features: np.ndarray, params: Mapping[str, Any]
+) -> Iterator[np.ndarray]:
+    """The engineered features of ``features`` ``(n_events, 30)``, :data:`_PREPARE_CHUNK` events
+    at a time (one empty block for an empty split)."""
+    for start in range(0, max(len(features), 1), _PREPARE_CHUNK):
+        stop = min(start + _PREPARE_CHUNK, len(features))
+        yield cls._engineered(np.asarray(features[start:stop]), params)[0]
+        release_rows(features, start, stop)
+
+
+def _sum_rows(total: np.ndarray | None, block: np.ndarray) -> np.ndarray:
+    """``total + block.sum(axis=0)`` with the rows added one after the other, as NumPy sums
+    the rows of a whole array (so that a chunked sum equals the sum of the whole, bit for bit)."""
+    rows = block if total is None else np.concatenate([total[None], block])
+    summed: np.ndarray = np.sum(rows, axis=0)
+    return summed
+
+
+def nan_mean_and_std(blocks: Callable[[], Iterable[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nanmean`` and ``np.nanstd`` over axis 0 of the rows of ``blocks()``, bit for bit.
+
+    ``blocks`` gives the ``(n, n_features)`` float64 blocks of the table, in order, each time
+    it is called (at least one block, possibly empty): a first pass sums the values and counts
+    the defined ones, a second sums the squared deviations from the mean, the two-pass
+    algorithm of NumPy, with the rows added in NumPy's order. Memory is one block. A feature
+    that is never defined has NaN mean and scale.
+    """
+    total: np.ndarray | None = None
+    count: np.ndarray | None = None
+    for block in blocks():
+        undefined = np.isnan(block)
+        block_count = np.asarray(np.sum(~undefined, axis=0, dtype=np.intp))
+        count = block_count if count is None else count + block_count
+        total = _sum_rows(total, np.where(undefined, 0.0, block))
+    if total is None or count is None:
+        raise ValueError("nan_mean_and_std needs at least one (possibly empty) block")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+    squares: np.ndarray | None = None
+    for block in blocks():
+        deviation = block - mean
+        deviation[np.isnan(block)] = 0.0
+        squares = _sum_rows(squares, deviation * deviation)
+    if squares is None:
+        raise ValueError("blocks() gave no blocks the second time")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variance = squares / count
+    variance[count <= 0] = np.nan
+    std: np.ndarray = np.sqrt(variance)
+    return mean, std
+
+
 class MomentumAugmentation:
     """φ rotations and y/z flips of the Cartesian momenta in prepared HiggsML features.
 
@@ -333,8 +388,10 @@ class HiggsML(Dataset):
 
     @classmethod
     def fit_statistics(cls, train: LoadResult, params: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        features, _ = cls._engineered(np.asarray(train.X[0]), params)
-        return {"mean": np.nanmean(features, axis=0), "scale": np.nanstd(features, axis=0)}
+        """``mean`` and ``scale`` (standard deviation) of each engineered feature over train,
+        ignoring NaN; :data:`_PREPARE_CHUNK` events are engineered at a time."""
+        mean, scale = nan_mean_and_std(lambda: _engineered_chunks(cls, train.X[0], params))
+        return {"mean": mean, "scale": scale}
 
     @classmethod
     def _engineered(
@@ -353,25 +410,43 @@ class HiggsML(Dataset):
         writer: ArrayWriter,
         split: str,
     ) -> None:
-        features, names = cls._engineered(np.asarray(raw.X[0]), params)
+        """Engineered, standardised features and their ``missing`` mask, written
+        :data:`_PREPARE_CHUNK` events at a time into the memory-mapped outputs."""
+        source = raw.X[0]
+        n_events = len(source)
+        names = cls._engineered(np.asarray(source[:0]), params)[1]
+        mean = statistics["mean"]
         scale = np.where(statistics["scale"] > 0, statistics["scale"], 1.0)
-        missing = np.isnan(features)
-        scaled = (features - statistics["mean"]) / scale
-        scaled[missing] = 0.0
-        writer.save(split, "features", scaled.astype(np.float32))
-        writer.save(split, "missing", missing)
-        writer.save(split, "labels", np.asarray(raw.y))
-        writer.save(split, "weights", np.asarray(raw.weights))
-        writer.save(split, "kaggle_weights", np.asarray(raw["kaggle_weights"]))
-        writer.save(
-            split,
-            "jet_multiplicity",
-            np.asarray(raw.X[0][:, FEATURE_NAMES.index("PRI_jet_num")]).astype(np.int64),
-        )
+        features = writer.empty(split, "features", (n_events, len(names)), np.float32)
+        missing = writer.empty(split, "missing", (n_events, len(names)), np.bool_)
+        jets = writer.empty(split, "jet_multiplicity", (n_events,), np.int64)
+        jet_column = FEATURE_NAMES.index("PRI_jet_num")
+        for start in range(0, n_events, _PREPARE_CHUNK):
+            stop = min(start + _PREPARE_CHUNK, n_events)
+            block = np.asarray(source[start:stop])
+            engineered, _ = cls._engineered(block, params)
+            undefined = np.isnan(engineered)
+            scaled = (engineered - mean) / scale
+            scaled[undefined] = 0.0
+            features[start:stop] = scaled.astype(np.float32)
+            missing[start:stop] = undefined
+            jets[start:stop] = block[:, jet_column].astype(np.int64)
+            for array in (source, features, missing, jets):
+                release_rows(array, start, stop)
+        for name, values in (
+            ("labels", np.asarray(raw.y)),
+            ("weights", np.asarray(raw.weights)),
+            ("kaggle_weights", np.asarray(raw["kaggle_weights"])),
+        ):
+            output = writer.empty(split, name, values.shape, values.dtype)
+            copy_array(values, output)
+            output.flush()
+        for array in (features, missing, jets):
+            array.flush()
         writer.describe_arrays(
             split,
             ["features", "missing", "labels", "weights", "kaggle_weights", "jet_multiplicity"],
-            {"feature_names": names, "mean": statistics["mean"].tolist(), "scale": scale.tolist()},
+            {"feature_names": names, "mean": mean.tolist(), "scale": scale.tolist()},
         )
 
     @classmethod

@@ -65,7 +65,7 @@ CONSTITUENT_COLUMNS = [
 TRUTH_COLUMNS = ["truthE", "truthPX", "truthPY", "truthPZ"]
 FEATURE_NAMES = ("log_pt", "log_e", "eta_rel", "phi_rel", "log_pt_rel", "log_e_rel", "delta_r")
 OFFICIAL_FILES = {"train": "train.h5", "val": "val.h5", "test": "test.h5"}
-_READ_CHUNK = 50_000
+_READ_CHUNK = 8_192  # jets read at a time when converting (26 MB of constituents)
 _PREPARE_CHUNK = 5_000
 
 
@@ -179,6 +179,8 @@ class TopTagging(Dataset):
 
     @classmethod
     def _convert_h5(cls, path: Path, writer: ArrayWriter, split: str) -> None:
+        """One official pandas-HDF5 file, :data:`_READ_CHUNK` jets at a time, straight into
+        the memory-mapped outputs (resident memory is one chunk, whatever the file size)."""
         with PandasHdf(path) as table:
             missing = [
                 name
@@ -200,18 +202,20 @@ class TopTagging(Dataset):
             has_flag = "ttv" in table.columns
             for start in range(0, n_jets, _READ_CHUNK):
                 stop = min(start + _READ_CHUNK, n_jets)
-                block = table.read(CONSTITUENT_COLUMNS, start, stop)
-                constituents[start:stop] = block.reshape(stop - start, N_CONSTITUENTS, 4)
-                labels[start:stop] = table.read(["is_signal_new"], start, stop, dtype=np.int64)[
-                    :, 0
-                ]
-                truth[start:stop] = table.read(TRUTH_COLUMNS, start, stop) if has_truth else 0.0
+                rows = constituents[start:stop].reshape(stop - start, N_CONSTITUENTS * 4)
+                table.read(CONSTITUENT_COLUMNS, start, stop, out=rows)
+                chunk_labels = table.read(["is_signal_new"], start, stop, dtype=np.int64)[:, 0]
+                _check_labels(path, chunk_labels)
+                labels[start:stop] = chunk_labels
+                if has_truth:
+                    table.read(TRUTH_COLUMNS, start, stop, out=truth[start:stop])
+                else:
+                    truth[start:stop] = 0.0
                 flag[start:stop] = (
                     table.read(["ttv"], start, stop, dtype=np.int8)[:, 0] if has_flag else -1
                 )
-                release_rows(constituents, start, stop)
-            if not np.isin(labels, (0, 1)).all():
-                raise ConversionError(f"{path}: is_signal_new holds values other than 0 and 1")
+                for array in (constituents, labels, truth, flag):
+                    release_rows(array, start, stop)
             for array in (constituents, labels, truth, flag):
                 array.flush()
         writer.describe(
@@ -220,6 +224,11 @@ class TopTagging(Dataset):
 
     @classmethod
     def _convert_pd4ml_npz(cls, path: Path, writer: ArrayWriter) -> None:
+        """The original pd4ml npz: train and val from its ``X_train_1`` flag, test as stored.
+
+        Members are streamed to memory-mapped scratch files, then rows are gathered
+        :data:`_READ_CHUNK` source jets at a time, so resident memory is one chunk.
+        """
         headers = npz_headers(path)
         expected = {"X_train_0": 3, "X_train_1": 1, "y_train": 1, "X_test_0": 3, "y_test": 1}
         for key, ndim in expected.items():
@@ -233,24 +242,12 @@ class TopTagging(Dataset):
         flag = copy_npz_member(path, "X_train_1", scratch / "X_train_1.npy")
         labels = copy_npz_member(path, "y_train", scratch / "y_train.npy")
         for split, code in (("train", 0), ("val", 2)):
-            rows = np.flatnonzero(np.asarray(flag) == code)
-            out = writer.empty(split, "constituents", (len(rows), N_CONSTITUENTS, 4), np.float32)
-            for start in range(0, len(rows), _READ_CHUNK):
-                out[start : start + _READ_CHUNK] = train[rows[start : start + _READ_CHUNK]]
-            writer.save(split, "labels", np.asarray(labels)[rows].astype(np.int64))
-            writer.save(split, "ttv", np.full(len(rows), code, dtype=np.int8))
-            writer.save(split, "truth_top", np.zeros((len(rows), 4), dtype=np.float32))
-            out.flush()
-            writer.describe(
-                split, features=["constituents"], labels="labels", extra=["truth_top", "ttv"]
-            )
+            _write_flagged_rows(writer, split, code, train, flag, labels)
         del train, flag, labels
         copy_npz_member(path, "X_test_0", writer.path("test", "constituents"))
         test_labels = copy_npz_member(path, "y_test", scratch / "y_test.npy")
-        writer.save("test", "labels", np.asarray(test_labels).astype(np.int64))
-        n_test = headers["X_test_0"].shape[0]
-        writer.save("test", "ttv", np.ones(n_test, dtype=np.int8))
-        writer.save("test", "truth_top", np.zeros((n_test, 4), dtype=np.float32))
+        _write_labels(writer, "test", test_labels)
+        _write_constant_columns(writer, "test", headers["X_test_0"].shape[0], code=1)
         writer.describe(
             "test", features=["constituents"], labels="labels", extra=["truth_top", "ttv"]
         )
@@ -279,6 +276,70 @@ class TopTagging(Dataset):
             bool(params["graph"]),
             dense_adjacency=bool(params["dense_adjacency"]),
         )
+
+
+def _check_labels(path: Path, labels: np.ndarray) -> None:
+    if not np.isin(labels, (0, 1)).all():
+        raise ConversionError(f"{path}: is_signal_new holds values other than 0 and 1")
+
+
+def _write_constant_columns(writer: ArrayWriter, split: str, n_jets: int, code: int) -> None:
+    """``ttv`` (all ``code``) and a zero ``truth_top`` of ``split``, one chunk at a time."""
+    flag = writer.empty(split, "ttv", (n_jets,), np.int8)
+    truth = writer.empty(split, "truth_top", (n_jets, 4), np.float32)
+    for start in range(0, n_jets, _READ_CHUNK):
+        stop = min(start + _READ_CHUNK, n_jets)
+        flag[start:stop] = code
+        truth[start:stop] = 0.0
+        release_rows(flag, start, stop)
+        release_rows(truth, start, stop)
+    flag.flush()
+    truth.flush()
+
+
+def _write_labels(writer: ArrayWriter, split: str, labels: np.ndarray) -> None:
+    """``labels`` (any numeric dtype) as the int64 ``labels`` of ``split``, chunk by chunk."""
+    output = writer.empty(split, "labels", (len(labels),), np.int64)
+    for start in range(0, len(labels), _READ_CHUNK):
+        stop = min(start + _READ_CHUNK, len(labels))
+        output[start:stop] = np.asarray(labels[start:stop]).astype(np.int64)
+        release_rows(output, start, stop)
+    output.flush()
+
+
+def _write_flagged_rows(
+    writer: ArrayWriter,
+    split: str,
+    code: int,
+    constituents: np.ndarray,
+    flag: np.ndarray,
+    labels: np.ndarray,
+) -> None:
+    """The jets of ``constituents`` whose ``flag`` is ``code``, in file order, as ``split``.
+
+    Rows are found and gathered :data:`_READ_CHUNK` source jets at a time.
+    """
+    n_source = len(flag)
+    n_jets = sum(
+        int(np.count_nonzero(np.asarray(flag[start : start + _READ_CHUNK]) == code))
+        for start in range(0, n_source, _READ_CHUNK)
+    )
+    output = writer.empty(split, "constituents", (n_jets, N_CONSTITUENTS, 4), np.float32)
+    split_labels = writer.empty(split, "labels", (n_jets,), np.int64)
+    position = 0
+    for start in range(0, n_source, _READ_CHUNK):
+        stop = min(start + _READ_CHUNK, n_source)
+        rows = start + np.flatnonzero(np.asarray(flag[start:stop]) == code)
+        end = position + len(rows)
+        output[position:end] = constituents[rows]
+        split_labels[position:end] = np.asarray(labels[rows]).astype(np.int64)
+        release_rows(constituents, start, stop)
+        release_rows(output, position, end)
+        position = end
+    output.flush()
+    split_labels.flush()
+    _write_constant_columns(writer, split, n_jets, code)
+    writer.describe(split, features=["constituents"], labels="labels", extra=["truth_top", "ttv"])
 
 
 def _write_rows(array: np.ndarray, start: int, rows: np.ndarray) -> None:
