@@ -71,18 +71,21 @@ def fingerprints(world: World, name: str) -> tuple[str, str]:
 def test_outputs_match_the_recorded_fingerprints(world: World, name: str) -> None:
     dataset = CASES[name].dataset
     converted, prepared = fingerprints(world, name)
-    recorded = dataset.convert_fingerprints.get(dataset.converter_version)
-    assert converted == recorded, (
-        f"{dataset.__name__}'s converted arrays changed: bump converter_version to "
-        f"{dataset.converter_version + 1} and add {dataset.converter_version + 1}: "
-        f"{converted!r} to convert_fingerprints (keep the older entries)"
-    )
-    recorded = dataset.prepare_fingerprints.get(dataset.prepare_version)
-    assert prepared == recorded, (
-        f"{dataset.__name__}'s prepared arrays changed: bump prepare_version to "
-        f"{dataset.prepare_version + 1} and add {dataset.prepare_version + 1}: "
-        f"{prepared!r} to prepare_fingerprints (keep the older entries)"
-    )
+    for kind, value, versions, current in (
+        ("converter", converted, dataset.convert_fingerprints, dataset.converter_version),
+        ("prepare", prepared, dataset.prepare_fingerprints, dataset.prepare_version),
+    ):
+        noun = "convert" if kind == "converter" else "prepare"
+        if current not in versions:
+            pytest.fail(
+                f"{dataset.__name__}: no fingerprint recorded for {kind}_version {current}; "
+                f"add {current}: {value!r} to {noun}_fingerprints"
+            )
+        assert value == versions[current], (
+            f"{dataset.__name__}'s {noun.rstrip('e')}ed arrays changed: bump {kind}_version to "
+            f"{current + 1} and add {current + 1}: {value!r} to {noun}_fingerprints "
+            "(keep the older entries)"
+        )
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -63,6 +63,10 @@ class Airshower(Dataset):
     """Air-shower Xmax regression (see the module docstring for shapes and units)."""
 
     name = "airshower"
+    convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "c1b2a67411bd6922"}
+    prepare_fingerprints: ClassVar[Mapping[int, str]] = {
+        1: "4028a4f179380ff4+295cebfff2c887ad+75b4bc22af716bc9"
+    }
     node_positions = ("station_positions", 0, 3)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise_target": True}
 

@@ -250,6 +250,11 @@ class CaliceAHCAL(Dataset):
     """CALICE AHCAL pion showers, energy regression (see the module docstring)."""
 
     name = "calice_ahcal"
+    converter_version = 2
+    convert_fingerprints: ClassVar[Mapping[int, str]] = {2: "0d3fc4946573fba6"}
+    prepare_fingerprints: ClassVar[Mapping[int, str]] = {
+        1: "dbf9d1853532ea41+44c60fee35118850+6ff99187f3fcdf2e"
+    }
     node_positions = ("features", 0, 3)
     branches: ClassVar[Mapping[str, str]] = DEFAULT_BRANCHES
     geometry: ClassVar[LayerGeometry] = DEFAULT_GEOMETRY

@@ -366,6 +366,8 @@ class HiggsML(Dataset):
     """The ATLAS HiggsML challenge dataset (see the module docstring for shapes)."""
 
     name = "higgsml"
+    convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "952d5440f4f54759"}
+    prepare_fingerprints: ClassVar[Mapping[int, str]] = {1: "17bb7f4546a2bc84+9dfe1a4ee5d5326a"}
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "public_test", "private_test")
     split_aliases: ClassVar[Mapping[str, str]] = {
         "test": "private_test",

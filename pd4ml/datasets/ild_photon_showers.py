@@ -46,6 +46,8 @@ class ILDPhotonShowers(Dataset):
     """ILD Si-W ECAL photon showers, energy regression (see the module docstring)."""
 
     name = "ild_photon_showers"
+    convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "aa7baaa4dc52207d"}
+    prepare_fingerprints: ClassVar[Mapping[int, str]] = {1: "949b98a3921f6bd1+d7036abdd890c464"}
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise_target": False}
 
     @classmethod

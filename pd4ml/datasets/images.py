@@ -130,6 +130,10 @@ class Spinodal(HistogramDataset):
     """Spinodal vs Maxwell phase transition: ``(N, 20, 20)`` pion momentum histograms."""
 
     name = "spinodal"
+    convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "155b0ee9ec57b7ea"}
+    prepare_fingerprints: ClassVar[Mapping[int, str]] = {
+        1: "0fbe3c2a51ff2234+152a256a8c36e905+3e835447f9f17603"
+    }
     shape = (20, 20)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise": False, "form": "image"}
     prepare_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"form": ("image", "nodes")}
@@ -139,6 +143,10 @@ class EOS(HistogramDataset):
     """EOSL vs EOSQ: ``(N, 24, 24)`` pion spectra ρ(pT, φ); per-pixel standardised by default."""
 
     name = "eos"
+    convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "d09516ac551ee82b"}
+    prepare_fingerprints: ClassVar[Mapping[int, str]] = {
+        1: "f695ea8725d67a89+61dcb499ef6de4de+134fa32c3e66b0c4"
+    }
     shape = (24, 24)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise": True, "form": "image"}
     prepare_choices: ClassVar[Mapping[str, tuple[Any, ...]]] = {"form": ("image", "nodes")}

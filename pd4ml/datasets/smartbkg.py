@@ -97,6 +97,10 @@ class SmartBKG(Dataset):
     """The Belle II selective-MC dataset (see the module docstring for shapes)."""
 
     name = "smartbkg"
+    convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "091dc6196970a3d2"}
+    prepare_fingerprints: ClassVar[Mapping[int, str]] = {
+        1: "e08f84e7ba0a1627+5d11e677efccbe21+ef4e78f10c49dd85+21a087f20cad4ac6"
+    }
     node_positions = ("features", 2, 5)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {
         "num_pdg": 182,

@@ -156,6 +156,11 @@ class TopTagging(Dataset):
     """The Top Quark Tagging Reference Dataset (see the module docstring for shapes)."""
 
     name = "top_tagging"
+    prepare_version = 2
+    convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "da6ce0bf3a6f8357"}
+    prepare_fingerprints: ClassVar[Mapping[int, str]] = {
+        2: "feb22a65052874fb+02605f65badf4eff+59f9dd1e5b4151be"
+    }
     node_positions = ("features", 2, 4)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {
         "n_constituents": 100,
