@@ -278,7 +278,7 @@ def main() -> int:
 
     from pd4ml.datasets.pipeline import open_prepared
 
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pd4ml-bench-adapters-", dir=args.workdir) as scratch:
         directory = Path(scratch) / "train"

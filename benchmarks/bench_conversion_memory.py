@@ -284,7 +284,7 @@ def cpu_load(active: bool) -> Iterator[None]:
     """One busy process per core while active."""
     busy = [
         subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        for _ in range(os.cpu_count() or 1)
+        for _ in range(len(os.sched_getaffinity(0)))
         if active
     ]
     try:

@@ -15,7 +15,7 @@ file (written once, so every reader finds it in the page cache):
 
 The loopback archive server runs in a process of its own (``pd4ml.testing.server.main``),
 so it does not share the measuring process's GIL. The *loaded* condition starts one busy process
-per CPU core (``os.cpu_count()``) before measuring and stops them afterwards.
+per CPU core (``len(os.sched_getaffinity(0))``) before measuring and stops them afterwards.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def main() -> int:
     parser.add_argument(
         "--load-processes",
         type=int,
-        default=os.cpu_count() or 1,
+        default=len(os.sched_getaffinity(0)),
         help="busy processes for the loaded condition (default: one per core)",
     )
     args = parser.parse_args()
@@ -235,7 +235,7 @@ def main() -> int:
                 results[f"{args.load_processes} busy processes"] = measure(runs, args.repeat)
     print(
         f"file: {args.size_mb} MB, checksum {args.algorithm}, best of {args.repeat}, "
-        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, server in its own process"
+        f"{len(os.sched_getaffinity(0))} CPUs, Python {sys.version.split()[0]}, server in its own process"
     )
     names = list(runs)
     width = max(len(name) for name in names) + 2

@@ -329,9 +329,18 @@ class Dataset:
 
     @classmethod
     def _root(cls, settings: Settings, version: DatasetVersion) -> Path:
-        manifest = cls.source.manifest()
+        """Where this class's arrays live: tied to this module's layout version and to the
+        source dataset's conversion and preprocessing versions, so a new version of either
+        is never served from an older cache."""
+        source = cls.source
+        manifest = source.manifest()
         base = Cache(settings).version_dir(manifest.name, version.name)
-        return base / "original" / f"v{ORIGINAL_LAYOUT_VERSION}"
+        variant = pipeline.arrays_variant(source)
+        name = (
+            f"v{ORIGINAL_LAYOUT_VERSION}-c{source.converter_version}-p{source.prepare_version}"
+            + (f"-{variant}" if variant else "")
+        )
+        return base / "original" / name
 
     # -- load ----------------------------------------------------------------------------------
     @classmethod
@@ -849,7 +858,7 @@ class Belle(Dataset):
             y = y[:max_entries]
         if as_tf_data:
             return cls._tf_data(X, y, num_pdg, batch_size, validation_split)
-        cached = max_entries is None and num_pdg == 182
+        cached = max_entries is None
         particles, mothers = X
         n, n_nodes = particles.shape[:2]
         if graph:
@@ -880,7 +889,8 @@ class Belle(Dataset):
                 adjacency.flush()
 
         if cached:
-            directory = cls._root(settings, dataset_version) / f"load_data-graph{int(graph)}"
+            name = f"load_data-graph{int(graph)}" + ("" if num_pdg == 182 else f"-pdg{num_pdg}")
+            directory = cls._root(settings, dataset_version) / name
             arrays = _stored(directory / split, {"split": split}, build, bool(force_download))
         else:
             scratch: dict[str, np.ndarray] = {}
@@ -913,8 +923,8 @@ class Belle(Dataset):
     ) -> Any:
         import tensorflow as tf
 
-        particles, mothers = np.asarray(X[0]), np.asarray(X[1])
-        pdg = belle_pdg_index(particles[..., -1])
+        particles, mothers = X[0], X[1]  # memory maps: read one batch at a time
+        labels_all = y
 
         def transform(inputs: Mapping[str, Any], labels: Any) -> Any:
             indices = tf.cast(inputs["mother_indices"], tf.int64)
@@ -931,22 +941,38 @@ class Belle(Dataset):
                 "features": features,
             }, labels
 
-        def dataset(rows: slice) -> Any:
-            tensors = {
-                "mother_indices": mothers[rows],
-                "pdg": pdg[rows],
-                "features": particles[rows][..., :-1],
+        def batch(start: int, stop: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+            block = np.asarray(particles[start:stop])
+            inputs = {
+                "mother_indices": np.asarray(mothers[start:stop]),
+                "pdg": belle_pdg_index(block[..., -1]),
+                "features": block[..., :-1],
             }
-            return (
-                tf.data.Dataset.from_tensor_slices((tensors, np.asarray(y)[rows]))
-                .batch(batch_size)
-                .map(transform)
+            return inputs, np.asarray(labels_all[start:stop])
+
+        example_inputs, example_labels = batch(0, min(1, len(labels_all)))
+        signature = (
+            {
+                name: tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype))
+                for name, value in example_inputs.items()
+            },
+            tf.TensorSpec((None,), tf.as_dtype(example_labels.dtype)),
+        )
+
+        def dataset(first: int, last: int) -> Any:
+            def batches() -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+                for start in range(first, last, batch_size):
+                    yield batch(start, min(start + batch_size, last))
+
+            return tf.data.Dataset.from_generator(batches, output_signature=signature).map(
+                transform
             )
 
+        n_events = len(labels_all)
         if validation_split is None:
-            return dataset(slice(None))
-        split_at = int(len(y) * (1 - validation_split))
-        return dataset(slice(None, split_at)), dataset(slice(split_at, None))
+            return dataset(0, n_events)
+        split_at = int(n_events * (1 - validation_split))
+        return dataset(0, split_at), dataset(split_at, n_events)
 
     @classmethod
     def load_graph_tf_data(cls, *args: Any, **kwargs: Any) -> Any:

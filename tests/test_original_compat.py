@@ -223,6 +223,20 @@ def test_top_tagging_load_data_features(sources: World) -> None:
         np.testing.assert_array_equal(y, y_load)
 
 
+def test_a_new_preprocessing_version_is_never_served_from_an_older_cache(
+    sources: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = sources.sources[original.TopTagging]
+    X_data, _ = original.TopTagging.load_data("test", path=sources.cache)
+    before = np.array(X_data["features"][0])
+    monkeypatch.setattr(source, "prepare_version", source.prepare_version + 1)
+    again, _ = original.TopTagging.load_data("test", path=sources.cache)
+    np.testing.assert_array_equal(again["features"][0], before)
+    stores = sorted(p.name for p in sources.cache.rglob("original/*") if p.is_dir())
+    assert any(f"-p{source.prepare_version}" in name for name in stores), stores
+    assert any(f"-p{source.prepare_version - 1}" in name for name in stores), stores
+
+
 def test_top_tagging_graph_is_the_transposed_knn_among_real_constituents(sources: World) -> None:
     X_data, _ = original.TopTagging.load_data("train", path=sources.cache, graph=True)
     features, adjacency = X_data["features"], X_data["adj_matrix"]

@@ -419,7 +419,8 @@ def test_max_events_never_cuts_shared_arrays(dataset: type[Dataset], settings: S
     prepared = dataset.load_data("train", settings=settings, max_events=4)
     assert prepared["features"].shape[0] == 4 and prepared["geometry"].shape == (10, 3)
     assert prepared.shared == frozenset({"geometry"})
-    assert prepared.per_event() == ["features", "labels"]
+    assert prepared.per_event() == ["features", "labels", "weights"]
+    np.testing.assert_array_equal(prepared["weights"], np.ones(4, np.float32))
 
 
 # -- item 11: train is fetched only for statistics that are not stored ------------------------

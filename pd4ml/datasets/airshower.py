@@ -65,7 +65,7 @@ class Airshower(Dataset):
     name = "airshower"
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "c1b2a67411bd6922"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {
-        1: "4028a4f179380ff4+295cebfff2c887ad+75b4bc22af716bc9"
+        1: "185c67e2086f7c45+cdb64cd0712427c6+9acbb37f5d604ab6"
     }
     node_positions = ("station_positions", 0, 3)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise_target": True}

@@ -253,7 +253,7 @@ class CaliceAHCAL(Dataset):
     converter_version = 2
     convert_fingerprints: ClassVar[Mapping[int, str]] = {2: "0d3fc4946573fba6"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {
-        1: "dbf9d1853532ea41+44c60fee35118850+6ff99187f3fcdf2e"
+        1: "68ed289079edf6f5+3f045d01e89894b4+3697483e91b24b77"
     }
     node_positions = ("features", 0, 3)
     branches: ClassVar[Mapping[str, str]] = DEFAULT_BRANCHES

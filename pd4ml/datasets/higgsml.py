@@ -251,13 +251,18 @@ def _sum_rows(total: np.ndarray | None, block: np.ndarray) -> np.ndarray:
 
 
 def nan_mean_and_std(blocks: Callable[[], Iterable[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """``np.nanmean`` and ``np.nanstd`` over axis 0 of the rows of ``blocks()``, bit for bit.
+    """``np.nanmean`` and ``np.nanstd`` over axis 0 of the rows of ``blocks()``.
 
     ``blocks`` gives the ``(n, n_features)`` float64 blocks of the table, in order, each time
     it is called (at least one block, possibly empty): a first pass sums the values and counts
     the defined ones, a second sums the squared deviations from the mean, the two-pass
     algorithm of NumPy, with the rows added in NumPy's order. Memory is one block. A feature
     that is never defined has NaN mean and scale.
+
+    For C-ordered blocks of two or more features (HiggsML has 30) the result equals NumPy's on
+    the whole table bit for bit, whatever the chunking: NumPy then adds the rows one after the
+    other. With a single feature, or Fortran-ordered blocks, NumPy sums pairwise along the
+    contiguous axis and the two agree only to rounding (about 3e-15 relative).
     """
     total: np.ndarray | None = None
     count: np.ndarray | None = None

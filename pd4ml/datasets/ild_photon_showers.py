@@ -47,7 +47,7 @@ class ILDPhotonShowers(Dataset):
 
     name = "ild_photon_showers"
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "aa7baaa4dc52207d"}
-    prepare_fingerprints: ClassVar[Mapping[int, str]] = {1: "949b98a3921f6bd1+d7036abdd890c464"}
+    prepare_fingerprints: ClassVar[Mapping[int, str]] = {1: "ca8748c0a2b41e48+1d6227028272d9b3"}
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise_target": False}
 
     @classmethod

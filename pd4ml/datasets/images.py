@@ -132,7 +132,7 @@ class Spinodal(HistogramDataset):
     name = "spinodal"
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "155b0ee9ec57b7ea"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {
-        1: "0fbe3c2a51ff2234+152a256a8c36e905+3e835447f9f17603"
+        1: "3509b5d7ee100773+f511163940e85ba0+d477ee8ca385ab90"
     }
     shape = (20, 20)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise": False, "form": "image"}
@@ -145,7 +145,7 @@ class EOS(HistogramDataset):
     name = "eos"
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "d09516ac551ee82b"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {
-        1: "f695ea8725d67a89+61dcb499ef6de4de+134fa32c3e66b0c4"
+        1: "1cb5843b9e521b26+8ad47a270b2f7314+759167e841aa89b3"
     }
     shape = (24, 24)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise": True, "form": "image"}

@@ -298,8 +298,9 @@ def prepare_split(
         started = time.monotonic()
         with disk_full_as_error(staging):
             cls.prepare(raw, fitted, params, writer, split)
-        if split not in writer.splits:
-            raise ConversionError(f"{cls.__name__}.prepare did not produce split {split!r}")
+            if split not in writer.splits:
+                raise ConversionError(f"{cls.__name__}.prepare did not produce split {split!r}")
+            add_unit_weights(writer, split, raw.n_events)
         meta = {
             **writer.splits[split],
             "dataset": raw.metadata.dataset,
@@ -336,6 +337,23 @@ def node_positions(cls: type[Dataset], names: list[str]) -> dict[str, Any] | Non
         return None
     array, start, stop = cls.node_positions
     return {"array": array, "columns": [start, stop]}
+
+
+def add_unit_weights(writer: ArrayWriter, split: str, n_events: int) -> None:
+    """Give a prepared split without sample weights a ``weights`` array of ones (float32).
+
+    Every prepared split then has its weights under one name, and holds at least three arrays
+    (features, labels, weights), so a script that unpacks it as the original pd4ml's
+    ``X, y = load_data(...)`` fails loudly instead of getting two array names.
+    """
+    names = writer.splits[split]["arrays"]
+    if "weights" in names:
+        return
+    weights = writer.empty(split, "weights", (n_events,), np.float32)
+    weights[:] = 1.0
+    weights.flush()
+    del weights
+    names.append("weights")
 
 
 def open_prepared(directory: Path, max_events: int | None, quiet: bool = False) -> PreparedData:

@@ -99,7 +99,7 @@ class SmartBKG(Dataset):
     name = "smartbkg"
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "091dc6196970a3d2"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {
-        1: "e08f84e7ba0a1627+5d11e677efccbe21+ef4e78f10c49dd85+21a087f20cad4ac6"
+        1: "372b3ab16eb3380f+545587a0e40f81f1+d5076fbdc4a51159+604cb1c928973923"
     }
     node_positions = ("features", 2, 5)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {

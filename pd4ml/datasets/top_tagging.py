@@ -159,7 +159,7 @@ class TopTagging(Dataset):
     prepare_version = 2
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "da6ce0bf3a6f8357"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {
-        2: "feb22a65052874fb+02605f65badf4eff+59f9dd1e5b4151be"
+        2: "d3455b33111e78a9+f25f47579f59c02c+67a74ddeb9baa708"
     }
     node_positions = ("features", 2, 4)
     prepare_defaults: ClassVar[Mapping[str, Any]] = {
