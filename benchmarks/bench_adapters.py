@@ -205,7 +205,7 @@ def measure(data: Any, args: argparse.Namespace) -> list[tuple[str, float, float
         (
             "plain DataLoader, shuffle=True",
             partial(count_jets, plain, torch_labels, args.plain_batches),
-            1,
+            repeats,
         )
     )
     if not args.skip_tf:
@@ -270,7 +270,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
-        "--plain-batches", type=int, default=30, help="batches timed for the plain DataLoader"
+        "--plain-batches", type=int, default=60, help="batches timed for the plain DataLoader"
     )
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--skip-tf", action="store_true")

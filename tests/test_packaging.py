@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def source_copy(destination: Path) -> Path:
+    """The files git tracks (or, outside git, the tree without build outputs), copied, so
+    that building never writes ``build/`` or ``*.egg-info`` into the checkout."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=False)
+    if listed.returncode == 0 and listed.stdout:
+        for name in listed.stdout.decode().split("\0"):
+            if name and (ROOT / name).is_file():
+                target = destination / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, target)
+    else:
+        ignore = shutil.ignore_patterns(".venv", "build", "dist", "*.egg-info", "__pycache__")
+        shutil.copytree(ROOT, destination, ignore=ignore, dirs_exist_ok=True)
+    return destination
 
 
 def test_wheel_carries_manifests_and_works_alone(tmp_path: Path) -> None:
     out = tmp_path / "dist"
+    source = source_copy(tmp_path / "source")
     result = subprocess.run(
         [
             sys.executable,
@@ -22,13 +42,16 @@ def test_wheel_carries_manifests_and_works_alone(tmp_path: Path) -> None:
             "--wheel",
             "--outdir",
             str(out),
-            str(ROOT),
+            str(source),
         ],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+    unreachable = "Could not find a version that satisfies" in result.stderr
+    if result.returncode != 0 and unreachable and os.environ.get("CI", "").lower() != "true":
+        pytest.skip("the isolated build needs the package index (setuptools>=77); unreachable")
     assert result.returncode == 0, result.stderr[-3000:]
     (wheel,) = out.glob("pd4ml_hep-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
