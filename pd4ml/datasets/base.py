@@ -56,18 +56,20 @@ class classproperty(Generic[_T]):
         return self.getter(owner)
 
 
+def check_whole_number(name: str, value: object, minimum: int, kind: str = "a whole number") -> int:
+    """``value`` as an ``int`` ≥ ``minimum``; a bool, float or string is a ``TypeError``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {kind}, not {value!r} ({type(value).__name__})")
+    if int(value) < minimum:
+        raise ValueError(f"{name} must be {minimum} or more, not {value}")
+    return int(value)
+
+
 def check_max_events(max_events: object) -> int | None:
     """``max_events`` validated: ``None`` or a whole number ≥ 0 (not a bool)."""
     if max_events is None:
         return None
-    if isinstance(max_events, (bool, np.bool_)) or not isinstance(max_events, numbers.Integral):
-        raise TypeError(
-            f"max_events must be None or a whole number of events, not {max_events!r} "
-            f"({type(max_events).__name__})"
-        )
-    if int(max_events) < 0:
-        raise ValueError(f"max_events must be 0 or more, not {max_events}")
-    return int(max_events)
+    return check_whole_number("max_events", max_events, 0, "None or a whole number of events")
 
 
 def check_flag(name: str, value: object) -> bool:
@@ -334,11 +336,7 @@ class Dataset:
         if isinstance(default, bool):
             return check_flag(where, value)
         if isinstance(default, int):
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{where} must be a whole number, not {value!r}")
-            if int(value) < 1:
-                raise ValueError(f"{where} must be 1 or more, not {value}")
-            return int(value)
+            return check_whole_number(where, value, 1)
         if isinstance(default, str) and not isinstance(value, str):
             raise TypeError(f"{where} must be a string, not {value!r}")
         choices = cls.prepare_choices.get(name)
@@ -382,22 +380,22 @@ class Dataset:
         root = version_dir / "prepared" / key
         directory = root / split
         lock = prepare_lock(version_dir, key)
-        if force_download or not pipeline.current_prepared(directory):
+
+        def prepare(force: bool, *, unless_current: bool) -> None:
             with exclusive(lock, f"preparing {cls.__name__}"):
-                if force_download or not pipeline.current_prepared(directory):
-                    raw = cls.load(
-                        split, settings=settings, version=version, force_download=force_download
-                    )
-                    fitted = pipeline.statistics(cls, root, dataset_version, resolved, settings)
-                    pipeline.prepare_split(cls, root, split, raw, fitted, resolved)
+                if unless_current and pipeline.current_prepared(directory):
+                    return  # another process prepared it meanwhile
+                raw = cls.load(split, settings=settings, version=version, force_download=force)
+                fitted = pipeline.statistics(cls, root, dataset_version, resolved, settings)
+                pipeline.prepare_split(cls, root, split, raw, fitted, resolved)
+
+        if force_download or not pipeline.current_prepared(directory):
+            prepare(force_download, unless_current=not force_download)
         try:
             return open_prepared(directory, max_events)
         except DamagedCacheError as error:  # e.g. a damaged header: prepare again, once
             pipeline.log.warning("%s", error)
-            with exclusive(lock, f"preparing {cls.__name__}"):
-                raw = cls.load(split, settings=settings, version=version)
-                fitted = pipeline.statistics(cls, root, dataset_version, resolved, settings)
-                pipeline.prepare_split(cls, root, split, raw, fitted, resolved)
+            prepare(False, unless_current=False)
             return open_prepared(directory, max_events)
 
     # -- framework views (registered by pd4ml.adapters) -----------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -74,19 +75,28 @@ def arrays_variant(cls: type[Dataset]) -> str:
     return hashlib.sha256(json.dumps(parameters, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def current_split(directory: Path, cls: type[Dataset], *, quiet: bool = False) -> bool:
-    """Whether ``directory`` holds a complete converted split of the current layout."""
+def _intact(directory: Path, expected: Mapping[str, Any]) -> bool:
+    """Whether ``directory`` holds a complete split of the current layout whose ``meta.json``
+    has the ``expected`` values, with every array of its recorded size (a damaged one is
+    logged: it will be rebuilt)."""
     meta = read_json(directory / "meta.json")
-    if not isinstance(meta, dict) or meta.get("converter_version") != cls.converter_version:
+    if not isinstance(meta, dict) or meta.get("storage_version") != STORAGE_VERSION:
         return False
-    if meta.get("storage_version") != STORAGE_VERSION:
-        return False
-    if meta.get("conversion", {}) != conversion_parameters(cls):
+    if any(meta.get(key, {}) != value for key, value in expected.items()):
         return False
     problems = damaged_arrays(directory, meta)
-    if problems and not quiet:
+    if problems:
         log.warning("%s is damaged (%s); it will be rebuilt", directory, "; ".join(problems))
     return not problems
+
+
+def current_split(directory: Path, cls: type[Dataset]) -> bool:
+    """Whether ``directory`` holds a complete converted split of the current layout."""
+    expected = {
+        "converter_version": cls.converter_version,
+        "conversion": conversion_parameters(cls),
+    }
+    return _intact(directory, expected)
 
 
 def find_split(
@@ -169,7 +179,7 @@ def build_split(
                 f"converting {names} failed: {type(error).__name__}: {error}"
             ) from error
         finally:
-            remove_stale_staging(arrays, staging.name)
+            shutil.rmtree(staging, ignore_errors=True)
     return arrays / split
 
 
@@ -220,13 +230,7 @@ def prepared_key(cls: type[Dataset], version: DatasetVersion, params: Mapping[st
 
 def current_prepared(directory: Path) -> bool:
     """Whether ``directory`` holds a complete prepared split of the current layout."""
-    meta = read_json(directory / "meta.json")
-    if not isinstance(meta, dict) or meta.get("storage_version") != STORAGE_VERSION:
-        return False
-    problems = damaged_arrays(directory, meta)
-    if problems:
-        log.warning("%s is damaged (%s); it will be rebuilt", directory, "; ".join(problems))
-    return not problems
+    return _intact(directory, {})
 
 
 def needs_statistics(cls: type[Dataset]) -> bool:
@@ -328,7 +332,7 @@ def prepare_split(
         replace_directory(staging / split, root / split)
         write_json_atomic(root / "params.json", dict(params))
     finally:
-        remove_stale_staging(root, staging.name)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def node_positions(cls: type[Dataset], names: list[str]) -> dict[str, Any] | None:

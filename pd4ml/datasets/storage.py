@@ -239,15 +239,13 @@ def open_arrays(
     records = array_records(meta)
     if records is None:
         raise DamagedCacheError(f"{directory} was written by an older pd4ml{REBUILD}")
+    problems = damaged_arrays(directory, meta)
+    if problems:
+        raise DamagedCacheError(f"{directory}: {'; '.join(problems)}{REBUILD}")
     arrays: dict[str, np.ndarray] = {}
     for name, record in records.items():
         path = directory / f"{name}.npy"
         try:
-            if path.stat().st_size != record.bytes:
-                raise DamagedCacheError(
-                    f"{path} has {path.stat().st_size:,} bytes but {record.bytes:,} were written "
-                    f"(truncated or overwritten){REBUILD}"
-                )
             array: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as error:
             raise DamagedCacheError(f"{path} cannot be opened ({error}){REBUILD}") from error
@@ -280,24 +278,16 @@ def staging_directory(parent: Path, prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
 
 
-def stale_staging(parent: Path, prefix: str) -> list[Path]:
-    """Staging directories ``prefix*`` in ``parent``; stale when the caller holds the lock."""
-    if not parent.is_dir():
-        return []
-    return sorted(path for path in parent.glob(f"{prefix}*") if path.is_dir())
-
-
-def remove_stale_staging(parent: Path, prefix: str, keep: Path | None = None) -> int:
-    """Remove the staging directories ``prefix*`` in ``parent`` but ``keep``; bytes freed.
+def remove_stale_staging(parent: Path, prefix: str) -> int:
+    """Remove the staging directories ``prefix*`` in ``parent``; bytes freed.
 
     Only call this while holding the lock under which such directories are made.
     """
     from pd4ml.cache import directory_size
 
     freed = 0
-    for path in stale_staging(parent, prefix):
-        if keep is not None and path == keep:
-            continue
-        freed += directory_size(path)
-        shutil.rmtree(path, ignore_errors=True)
+    for path in sorted(parent.glob(f"{prefix}*")) if parent.is_dir() else []:
+        if path.is_dir():
+            freed += directory_size(path)
+            shutil.rmtree(path, ignore_errors=True)
     return freed
