@@ -211,6 +211,8 @@ class ArchiveServer:
         self._faults: list[Fault] = []
         self._log: list[ServedRequest] = []
         self._lock = threading.Lock()
+        self._answering = 0  # requests being answered (logged when their answer is complete)
+        self._answered = threading.Condition(self._lock)
         handler = type("Handler", (_Handler,), {"archive": self})
         self._httpd = _QuietServer((host, port), handler)
         if tls is not None:
@@ -372,10 +374,21 @@ class ArchiveServer:
         with self._lock:
             self._log.append(entry)
 
+    def answering(self, started: bool) -> None:
+        """Count a request as being answered (``True``) or done (``False``)."""
+        with self._answered:
+            self._answering += 1 if started else -1
+            self._answered.notify_all()
+
     @property
     def requests(self) -> list[ServedRequest]:
-        """Every request served so far, in order."""
-        with self._lock:
+        """Every request served so far, in order.
+
+        A client can finish reading an answer before the server's thread has logged it, so
+        this waits (up to 1 s) for requests still being answered to be logged.
+        """
+        with self._answered:
+            self._answered.wait_for(lambda: self._answering == 0, timeout=1.0)
             return list(self._log)
 
     def count(self, path: str = "*", method: str | None = "GET") -> int:
@@ -518,10 +531,18 @@ class _Handler(BaseHTTPRequestHandler):
         return  # quiet: the request log is kept in ArchiveServer.requests
 
     def do_HEAD(self) -> None:
-        self._answer(head=True)
+        self.archive.answering(True)
+        try:
+            self._answer(head=True)
+        finally:
+            self.archive.answering(False)
 
     def do_GET(self) -> None:
-        self._answer(head=False)
+        self.archive.answering(True)
+        try:
+            self._answer(head=False)
+        finally:
+            self.archive.answering(False)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _log(self, status: int, sent: int, faults: dict[str, Fault]) -> None:
