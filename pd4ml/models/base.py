@@ -7,8 +7,10 @@ frozen configuration dataclass. It names the per-event input arrays it reads
 
     raw = model(*(batch[name] for name in model.inputs))   # (batch,) or (batch, n_classes)
 
-Arrays shared by all events (a grid's neighbour table) are buffers of the model, taken from the
-description's data at build time, never inputs. ``forward`` returns the raw output: a logit for
+Arrays shared by all events (a grid's neighbour table) are never inputs: a model that needs one
+registers it as a buffer (saved with the weights, baked into an ONNX export), created with the
+shape and dtype of its :class:`ArraySpec` and filled from ``shared`` when given (a model rebuilt
+by :func:`pd4ml.models.load` gets it back from the weights file). ``forward`` returns the raw output: a logit for
 binary classification ``(batch,)``, logits ``(batch, n_classes)`` for more classes, the value
 ``(batch,)`` for a regression. :func:`to_prediction` turns it into a probability or value.
 """
@@ -19,6 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -108,7 +111,12 @@ class Model(nn.Module):
     #: the input arrays read, in the order of ``forward``'s arguments (set in ``__init__``)
     inputs: tuple[str, ...]
 
-    def __init__(self, description: DataDescription, config: ModelConfig) -> None:
+    def __init__(
+        self,
+        description: DataDescription,
+        config: ModelConfig,
+        shared: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(config, self.Config):
             raise ModelConfigError(
@@ -168,6 +176,10 @@ def to_prediction(description: DataDescription, raw: torch.Tensor) -> torch.Tens
     if description.n_outputs == 1:
         return torch.sigmoid(raw)
     return torch.softmax(raw, dim=-1)
+
+
+def _torch_dtype(dtype: str) -> torch.dtype:
+    return torch.from_numpy(np.zeros(0, dtype=np.dtype(dtype))).dtype
 
 
 def model_inputs(model: nn.Module) -> tuple[str, ...]:
