@@ -10,9 +10,11 @@ frozen configuration dataclass. It names the per-event input arrays it reads
 Arrays shared by all events (a grid's neighbour table) are never inputs: a model that needs one
 registers it as a buffer (saved with the weights, baked into an ONNX export), created with the
 shape and dtype of its :class:`ArraySpec` and filled from ``shared`` when given (a model rebuilt
-by :func:`pd4ml.models.load` gets it back from the weights file). ``forward`` returns the raw output: a logit for
-binary classification ``(batch,)``, logits ``(batch, n_classes)`` for more classes, the value
-``(batch,)`` for a regression. :func:`to_prediction` turns it into a probability or value.
+by :func:`pd4ml.models.load` gets it back from the weights file).
+
+``forward`` returns the raw output: a logit for binary classification ``(batch,)``, logits
+``(batch, n_classes)`` for more classes, the value ``(batch,)`` for a regression.
+:func:`to_prediction` turns it into a probability or value.
 """
 
 from __future__ import annotations
