@@ -261,11 +261,11 @@ def background_rejection(
     ``ε_S = signal_efficiency`` (the top-tagging landscape's R30 and R50 for 0.3 and 0.5).
 
     ``ε_B`` is read off the weighted :func:`roc_curve` by linear interpolation in ``ε_S``
-    between the two neighbouring points (the common practice, ``1 / np.interp(ε_S, tpr,
-    fpr)``, of the landscape comparisons and weaver); where the curve reaches ``ε_S`` exactly,
-    the smallest ``ε_B`` with that ``ε_S`` is taken (the best cut achieving it). The original
-    pd4ml instead took the ROC point nearest in ``ε_S``; the two agree to the curve's
-    granularity.
+    between the two neighbouring points, the usual way tagging comparisons quote R30/R50
+    (``1 / np.interp(ε_S, tpr, fpr)`` on the ROC curve). Where the curve reaches ``ε_S``
+    exactly at several points, the smallest ``ε_B`` among them is taken (the best cut
+    achieving it; ``np.interp`` would take the largest). The original pd4ml instead took the
+    ROC point nearest in ``ε_S``; the two agree to the curve's granularity.
 
     Args:
         labels: ``(N,)`` 0/1. scores: ``(N,)`` discriminant. weights: ``(N,)`` or None.
@@ -282,18 +282,17 @@ def background_rejection(
             f"{function}: signal_efficiency must be in (0, 1], not {signal_efficiency}"
         )
     false_positive_rate, true_positive_rate, _ = roc_curve(labels, scores, weights)
+    # The first ROC point reaching the working point and the last one below it; where several
+    # points have exactly eps_S, this picks the one with the smallest eps_B (fraction = 1).
     above = int(np.searchsorted(true_positive_rate, signal_efficiency, side="left"))
-    if true_positive_rate[above] == signal_efficiency:
-        background_efficiency = float(false_positive_rate[above])
-    else:
-        below = above - 1
-        fraction = (signal_efficiency - true_positive_rate[below]) / (
-            true_positive_rate[above] - true_positive_rate[below]
-        )
-        background_efficiency = float(
-            false_positive_rate[below]
-            + fraction * (false_positive_rate[above] - false_positive_rate[below])
-        )
+    below = above - 1
+    fraction = (signal_efficiency - true_positive_rate[below]) / (
+        true_positive_rate[above] - true_positive_rate[below]
+    )
+    background_efficiency = float(
+        false_positive_rate[below]
+        + fraction * (false_positive_rate[above] - false_positive_rate[below])
+    )
     return math.inf if background_efficiency <= 0 else 1.0 / background_efficiency
 
 
