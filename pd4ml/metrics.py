@@ -188,10 +188,12 @@ def _cumulative_by_threshold(
     """Sums of signal and background weights with ``score ≥ t`` for every distinct score ``t``,
     in decreasing ``t``: ``(thresholds, signal, background)``, each ``(K,)``. Events with tied
     scores enter together, so a tie is one point of the curve (never split by sort order)."""
-    order = np.argsort(scores, kind="stable")[::-1]
+    order = np.argsort(scores)[::-1]  # the order within a tie does not matter: ties are merged
     sorted_scores = scores[order]
-    signal = np.cumsum(weights[order] * labels[order])
-    background = np.cumsum(weights[order] * (1.0 - labels[order]))
+    sorted_weights = weights[order]
+    signal_weights = sorted_weights * labels[order]
+    signal = np.cumsum(signal_weights)
+    background = np.cumsum(sorted_weights - signal_weights)
     last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
     return sorted_scores[last_of_tie], signal[last_of_tie], background[last_of_tie]
 
@@ -220,7 +222,12 @@ def roc_curve(
         MetricInputError: invalid inputs, or a class with zero total weight (no ROC exists).
     """
     function = "roc_curve"
-    binary, values, w = _binary_inputs(labels, scores, weights, function=function)
+    return _roc(*_binary_inputs(labels, scores, weights, function=function), function=function)
+
+
+def _roc(
+    binary: FloatArray, values: FloatArray, w: FloatArray, *, function: str
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     thresholds, signal, background = _cumulative_by_threshold(binary, values, w)
     if not (signal[-1] > 0 and background[-1] > 0):
         missing = "signal (label 1)" if not signal[-1] > 0 else "background (label 0)"
@@ -246,6 +253,10 @@ def roc_auc(labels: ArrayLike, scores: ArrayLike, weights: ArrayLike | None = No
         The AUC in [0, 1] (0.5 = no separation).
     """
     false_positive_rate, true_positive_rate, _ = roc_curve(labels, scores, weights)
+    return _area(false_positive_rate, true_positive_rate)
+
+
+def _area(false_positive_rate: FloatArray, true_positive_rate: FloatArray) -> float:
     widths = np.diff(false_positive_rate)
     heights = 0.5 * (true_positive_rate[1:] + true_positive_rate[:-1])
     return float(np.sum(widths * heights))
@@ -282,6 +293,12 @@ def background_rejection(
             f"{function}: signal_efficiency must be in (0, 1], not {signal_efficiency}"
         )
     false_positive_rate, true_positive_rate, _ = roc_curve(labels, scores, weights)
+    return _rejection(false_positive_rate, true_positive_rate, signal_efficiency)
+
+
+def _rejection(
+    false_positive_rate: FloatArray, true_positive_rate: FloatArray, signal_efficiency: float
+) -> float:
     # The first ROC point reaching the working point and the last one below it; where several
     # points have exactly eps_S, this picks the one with the smallest eps_B (fraction = 1).
     above = int(np.searchsorted(true_positive_rate, signal_efficiency, side="left"))
@@ -802,11 +819,15 @@ def evaluate(
                 "accuracy": accuracy(labels, array, weights),
                 "cross_entropy": cross_entropy(labels, array, weights),
             }
+        function = "evaluate"
+        false_positive_rate, true_positive_rate, _ = _roc(
+            *_binary_inputs(labels, array, weights, function=function), function=function
+        )  # one sort for the AUC and both rejections
         return {
             "accuracy": accuracy(labels, array, weights),
-            "auc": roc_auc(labels, array, weights),
-            "rejection_30": background_rejection(labels, array, 0.3, weights),
-            "rejection_50": background_rejection(labels, array, 0.5, weights),
+            "auc": _area(false_positive_rate, true_positive_rate),
+            "rejection_30": _rejection(false_positive_rate, true_positive_rate, 0.3),
+            "rejection_50": _rejection(false_positive_rate, true_positive_rate, 0.5),
             "bce": binary_cross_entropy(labels, array, weights),
         }
     if task == "regression":
