@@ -458,12 +458,11 @@ class HiggsML(Dataset):
         )
 
     symmetries: ClassVar[str] = (
-        "Rotations about the beam axis (φ → φ + α) and the reflections y → -y and z → -z of "
-        "every momentum: the proton-proton initial state and the interactions are symmetric "
-        "under them (parity-odd correlations of momenta alone vanish at tree level), and every "
-        "DER_* feature, pT, |p|, the missing ET and its sum are invariant; the event weights "
-        "and labels are unchanged. In a detector with a solenoid the reflections also reverse "
-        "the field, which the reconstructed momenta do not carry (as in LUMIN)."
+        "Rotations about the beam axis and the reflections y → -y and z → -z of every "
+        "momentum: the proton-proton collisions are symmetric under them for momentum-only "
+        "features, every DER_* feature, pT, |p| and the missing ET are invariant, and labels "
+        "and weights are unchanged. As in LUMIN, the reversal of the solenoid field that a "
+        "reflection implies is ignored (the reconstructed momenta do not carry it)."
     )
 
     @classmethod
