@@ -63,6 +63,13 @@ class Airshower(Dataset):
     """Air-shower Xmax regression (see the module docstring for shapes and units)."""
 
     name = "airshower"
+    symmetries: ClassVar[str] = (
+        "None: turning or mirroring the square array would permute the stations consistently "
+        "(the grid, the centred times and Xmax are invariant), but shower physics singles out "
+        "directions (the geomagnetic field deflects charged shower particles azimuthally) and "
+        "the files record neither the field nor the arrival-direction and core distributions, "
+        "so a station permutation is not shown to be an exact symmetry."
+    )
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "c1b2a67411bd6922"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {
         1: "185c67e2086f7c45+cdb64cd0712427c6+9acbb37f5d604ab6"

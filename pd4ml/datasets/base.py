@@ -30,6 +30,7 @@ import numpy as np
 from pd4ml.cache import Cache, prepare_lock
 from pd4ml.config import Settings
 from pd4ml.datasets import pipeline
+from pd4ml.datasets.augment import Augmentation
 from pd4ml.datasets.pipeline import open_prepared
 from pd4ml.datasets.registry import datasets, get, load, register, unregister
 from pd4ml.datasets.registry import register as register_dataset
@@ -131,6 +132,18 @@ class Dataset:
     """Where the nodes' positions are in a prepared split with a graph: ``(array, first column,
     stop column)`` of the array's last axis (recorded in the split's metadata for the graph
     adapters), or ``None``."""
+
+    symmetries: ClassVar[str] = ""
+    """One or two sentences: which transforms are exact symmetries of the prepared features
+    and why, or why there are none (empty: not declared). :meth:`augmentation` implements
+    them."""
+
+    @classmethod
+    def augmentation(cls, prepared: PreparedData) -> Augmentation | None:
+        """The physical augmentation of ``prepared`` (:mod:`pd4ml.datasets.augment`): random
+        transforms for training and deterministic variants for test-time augmentation, or
+        ``None`` where the representation has no exact symmetry (see :attr:`symmetries`)."""
+        return None
 
     def __init_subclass__(cls, register: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -250,6 +250,12 @@ class CaliceAHCAL(Dataset):
     """CALICE AHCAL pion showers, energy regression (see the module docstring)."""
 
     name = "calice_ahcal"
+    symmetries: ClassVar[str] = (
+        "None: the hits are test-beam data in detector coordinates, and the detector's response "
+        "is not symmetric under reflections or 90° rotations of x and y (dead and noisy "
+        "channels, tile-by-tile calibration, a beam profile of its own), so transformed hit "
+        "patterns are not ones this detector records at that energy."
+    )
     converter_version = 2
     convert_fingerprints: ClassVar[Mapping[int, str]] = {2: "0d3fc4946573fba6"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {

@@ -57,7 +57,8 @@ from typing import IO, Any, ClassVar
 
 import numpy as np
 
-from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
+from pd4ml.datasets.augment import Augmentation, CartesianMomenta, PolarAngles
+from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult, PreparedData
 from pd4ml.datasets.splits import copy_array, copy_rows, stratified_holdout
 from pd4ml.errors import ConversionError
 from pd4ml.manifest import DatasetVersion
@@ -456,13 +457,41 @@ class HiggsML(Dataset):
             {"feature_names": names, "mean": mean.tolist(), "scale": scale.tolist()},
         )
 
+    symmetries: ClassVar[str] = (
+        "Rotations about the beam axis and the reflections y → -y and z → -z of every "
+        "momentum: the proton-proton collisions are symmetric under them for momentum-only "
+        "features, every DER_* feature, pT, |p| and the missing ET are invariant, and labels "
+        "and weights are unchanged. As in LUMIN, the reversal of the solenoid field that a "
+        "reflection implies is ignored (the reconstructed momenta do not carry it)."
+    )
+
     @classmethod
-    def augmentation(cls, prepared: Any) -> MomentumAugmentation:
-        """The :class:`MomentumAugmentation` for arrays from ``load_data(cartesian=True)``."""
+    def augmentation(cls, prepared: PreparedData) -> Augmentation:
+        """The φ-rotation and y/z-flip augmentation of a prepared split.
+
+        ``load_data(cartesian=True)`` (the default): :class:`~pd4ml.datasets.augment.
+        CartesianMomenta` on the (px, py, pz) of the tau, lepton and jets and (px, py) of the
+        missing momentum; it also takes the array form of :class:`MomentumAugmentation`
+        (``random(features, missing, generator)``, ``variants(features, missing,
+        n_rotations)``). ``cartesian=False``: :class:`~pd4ml.datasets.augment.PolarAngles` on
+        the ``PRI_*_phi`` and ``PRI_*_eta`` columns. Both need ``features`` and ``missing`` in
+        the batch; missing values stay 0.
+        """
         info = prepared.metadata["info"]
-        return MomentumAugmentation(
-            info["feature_names"], np.asarray(info["mean"]), np.asarray(info["scale"])
-        )
+        names = list(info["feature_names"])
+        mean, scale = np.asarray(info["mean"]), np.asarray(info["scale"])
+        if "PRI_tau_px" in names:
+            legacy = MomentumAugmentation(names, mean, scale)
+            x, y = legacy.met
+            vectors: list[tuple[int, int, int | None]] = [
+                (x_column, y_column, z_column) for x_column, y_column, z_column in legacy.vectors
+            ]
+            vectors.append((x, y, None))
+            return CartesianMomenta(vectors, mean, scale, legacy=legacy)
+        primitive = [(i, name) for i, name in enumerate(names) if name.startswith("PRI_")]
+        phis = [i for i, name in primitive if name.endswith("_phi")]
+        etas = [i for i, name in primitive if name.endswith("_eta")]
+        return PolarAngles(phis, etas, mean, scale)
 
 
 _OUTPUT_COLUMNS = {

@@ -46,6 +46,12 @@ class ILDPhotonShowers(Dataset):
     """ILD Si-W ECAL photon showers, energy regression (see the module docstring)."""
 
     name = "ild_photon_showers"
+    symmetries: ClassVar[str] = (
+        "None: reflections and 90° rotations of the 30 × 30 transverse cells are only "
+        "approximate symmetries of these Geant4 showers: the ILD silicon-tungsten ECAL's "
+        "wafers (with gaps between them) and the solenoid field parallel to the layers, which "
+        "bends the showers' electrons and positrons, single out transverse directions."
+    )
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "aa7baaa4dc52207d"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {1: "ca8748c0a2b41e48+1d6227028272d9b3"}
     prepare_defaults: ClassVar[Mapping[str, Any]] = {"standardise_target": False}

@@ -130,6 +130,12 @@ class Spinodal(HistogramDataset):
     """Spinodal vs Maxwell phase transition: ``(N, 20, 20)`` pion momentum histograms."""
 
     name = "spinodal"
+    symmetries: ClassVar[str] = (
+        "None offered: rotations about the beam axis and reflections are symmetries of these "
+        "hydrodynamic collisions, but the file records neither which momentum components the "
+        "two histogram axes are nor their bin edges, so no flip or 90° rotation of the image "
+        "is known to map each pion's bin to its transformed momentum's bin."
+    )
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "155b0ee9ec57b7ea"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {
         1: "3509b5d7ee100773+f511163940e85ba0+d477ee8ca385ab90"
@@ -143,6 +149,12 @@ class EOS(HistogramDataset):
     """EOSL vs EOSQ: ``(N, 24, 24)`` pion spectra ρ(pT, φ); per-pixel standardised by default."""
 
     name = "eos"
+    symmetries: ClassVar[str] = (
+        "None offered: a rotation about the beam axis would be a cyclic shift along φ by whole "
+        "bins (and φ → -φ a reflection) of ρ(pT, φ), but the file records neither which image "
+        "axis is φ nor that it covers [0, 2π) in equal bins, so neither shift is known to be "
+        "exact on the stored images."
+    )
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "d09516ac551ee82b"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {
         1: "1cb5843b9e521b26+8ad47a270b2f7314+759167e841aa89b3"

@@ -97,6 +97,13 @@ class SmartBKG(Dataset):
     """The Belle II selective-MC dataset (see the module docstring for shapes)."""
 
     name = "smartbkg"
+    symmetries: ClassVar[str] = (
+        "None: the label is the outcome of Belle II's detector simulation and reconstruction, "
+        "and the detector is not symmetric about the boost (the boost axis is tilted from the "
+        "solenoid axis by the crossing angle, the beam spot is flat, the acceptance has "
+        "azimuthal structure), so no rotation or reflection of the generator-level momenta and "
+        "vertices leaves the pass/fail probability unchanged."
+    )
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "091dc6196970a3d2"}
     prepare_fingerprints: ClassVar[Mapping[int, str]] = {
         1: "372b3ab16eb3380f+545587a0e40f81f1+d5076fbdc4a51159+604cb1c928973923"

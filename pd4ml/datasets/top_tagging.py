@@ -51,7 +51,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pd4ml._kernels import top_features_kernel, top_features_knn_kernel
-from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
+from pd4ml.datasets.augment import Augmentation, ColumnReflection
+from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult, PreparedData
 from pd4ml.errors import ConversionError
 from pd4ml.graphs import index_dtype, knn_neighbours, neighbours_to_dense
 from pd4ml.manifest import DatasetVersion
@@ -167,6 +168,23 @@ class TopTagging(Dataset):
         "k": 7,
         "dense_adjacency": False,
     }
+    symmetries: ClassVar[str] = (
+        "The reflection Δφ → -Δφ (phi_rel) of every constituent: it is what the rotation by π "
+        "about the jet's transverse direction does to the features — that rotation exchanges "
+        "the two identical proton beams, and since eta_rel carries sign(η_jet) every other "
+        "feature, the mask and the kNN graph (distances in (Δη, Δφ)) are unchanged exactly, up "
+        "to the sign of the detector's solenoid field as for HiggsML. Rotations in the "
+        "(Δη, Δφ) plane and Δη → -Δη are not symmetries: the beam direction singles out the "
+        "Δη axis (and ln E depends on η)."
+    )
+
+    @classmethod
+    def augmentation(cls, prepared: PreparedData) -> Augmentation:
+        """:class:`~pd4ml.datasets.augment.ColumnReflection` of ``phi_rel`` (column 3 of
+        ``features``): random sign per jet for training, the identity and the reflection
+        (``n ≤ 2``) for test-time augmentation; ``mask``, ``neighbours`` and
+        ``neighbour_mask`` pass through unchanged (they are invariant)."""
+        return ColumnReflection("features", [FEATURE_NAMES.index("phi_rel")])
 
     # -- conversion ---------------------------------------------------------------------------
     @classmethod
