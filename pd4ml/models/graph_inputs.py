@@ -26,7 +26,8 @@ Kinds (:func:`graph_input` picks one from the :class:`DataDescription`):
   momentum has no pz: 0) and a one-hot object type; an object is present unless its ``missing``
   flag is set (the jets of events with fewer jets); present objects are fully connected. All
   other columns (the 13 ``DER_*``, ``PRI_met``, ``PRI_met_sumet``, ``PRI_jet_num``,
-  ``PRI_jet_all_pt``) and their ``missing`` flags are global features of the event.
+  ``PRI_jet_all_pt``; 0 where undefined) and their ``missing`` flags are global features of
+  the event, appended to the pooled node vector.
 * ``"hits"`` (ILD photon showers ``(C, D, H, W)``, no graph in the data): a point cloud of the
   ``max_hits`` cells of highest energy (cells with energy > 0 are real nodes), each with its
   channel values ``x``, ``ln(1 + 1000·|x|)`` (ln(1 + E/MeV) for energies in GeV) and its
@@ -103,9 +104,7 @@ class GraphInput(nn.Module):
     n_node_features: int
     n_global_features: int = 0
 
-    def forward(
-        self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]
-    ) -> Graph:
+    def forward(self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]) -> Graph:
         raise NotImplementedError
 
 
@@ -152,10 +151,8 @@ class NeighbourInput(GraphInput):
         self.inputs = tuple(names)
         self.n_node_features = features[1]
 
-    def forward(
-        self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]
-    ) -> Graph:
-        named = dict(zip(self.inputs, arrays))
+    def forward(self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]) -> Graph:
+        named = dict(zip(self.inputs, arrays, strict=True))
         features = named["features"].float()
         mask = _node_mask(named, features)
         slots = _valid_neighbours(named["neighbours"], named["neighbour_mask"].bool(), mask)
@@ -202,10 +199,8 @@ class EdgeInput(GraphInput):
             self.embedding = nn.Embedding(self.vocabulary, embedding_dim)
         self.n_node_features = features[1] + (embedding_dim if self.embedding else 0)
 
-    def forward(
-        self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]
-    ) -> Graph:
-        named = dict(zip(self.inputs, arrays))
+    def forward(self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]) -> Graph:
+        named = dict(zip(self.inputs, arrays, strict=True))
         features = named["features"].float()
         batch, n_nodes, _ = features.shape
         mask = _node_mask(named, features)
@@ -219,10 +214,7 @@ class EdgeInput(GraphInput):
         mother = mother.clamp(0, n_nodes - 1)
         daughter = daughter.clamp(0, n_nodes - 1)
         valid = (
-            named["edge_mask"].bool()
-            & inside
-            & mask.gather(1, mother)
-            & mask.gather(1, daughter)
+            named["edge_mask"].bool() & inside & mask.gather(1, mother) & mask.gather(1, daughter)
         )
         offset = torch.arange(batch, device=edges.device)[:, None] * n_nodes
         sink = torch.full_like(mother, batch * n_nodes)
@@ -287,9 +279,7 @@ class GridInput(GraphInput):
             names.append("station_mask")
         self.inputs = tuple(names)
         positions = arrays.get("station_positions")
-        self.positions = (
-            positions is not None and positions.shared and positions.shape[0] == nodes
-        )
+        self.positions = positions is not None and positions.shared and positions.shape[0] == nodes
         self.shared = ("grid_neighbours", "grid_mask") + (
             ("station_positions",) if self.positions else ()
         )
@@ -299,10 +289,8 @@ class GridInput(GraphInput):
             + (arrays["station_positions"].shape[1] if self.positions else 0)
         )
 
-    def forward(
-        self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]
-    ) -> Graph:
-        named = dict(zip(self.inputs, arrays))
+    def forward(self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]) -> Graph:
+        named = dict(zip(self.inputs, arrays, strict=True))
         features = named["features"].float()
         if self.image:
             batch, channels = features.shape[:2]
@@ -330,6 +318,7 @@ class ImageInput(GraphInput):
     """Images ``(C, H, W)`` without a grid in the data: the 8-connected grid built here."""
 
     kind = "image"
+    slots: torch.Tensor
 
     def __init__(self, description: DataDescription) -> None:
         super().__init__()
@@ -340,14 +329,12 @@ class ImageInput(GraphInput):
         self.inputs = ("features",)
         self.n_node_features = channels
 
-    def forward(
-        self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]
-    ) -> Graph:
+    def forward(self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]) -> Graph:
         features = arrays[0].float()
         batch, channels = features.shape[:2]
         nodes = features.reshape(batch, channels, -1).transpose(1, 2)
         mask = torch.ones(nodes.shape[:2], dtype=torch.bool, device=nodes.device)
-        slots: torch.Tensor = self.slots
+        slots = self.slots
         return Graph(nodes, mask, neighbours=slots)
 
 
@@ -371,6 +358,11 @@ class ObjectInput(GraphInput):
     """HiggsML: the reconstructed objects of an event, fully connected (module docstring)."""
 
     kind = "objects"
+    components: torch.Tensor
+    present_column: torch.Tensor
+    global_columns: torch.Tensor
+    types: torch.Tensor
+    others: torch.Tensor
 
     def __init__(self, description: DataDescription) -> None:
         super().__init__()
@@ -397,29 +389,32 @@ class ObjectInput(GraphInput):
         self.n_node_features = len(MOMENTUM_COMPONENTS) + n_objects
         self.n_global_features = len(global_columns) * (2 if self.missing else 1)
 
-    def forward(
-        self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]
-    ) -> Graph:
+    def forward(self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]) -> Graph:
         features = arrays[0].float()
         batch = features.shape[0]
-        components: torch.Tensor = self.components
+        components = self.components
         padded = torch.cat([features, torch.zeros_like(features[:, :1])], dim=1)
         columns = torch.where(components >= 0, components, features.shape[1])
         momenta = padded[:, columns.reshape(-1)].reshape(batch, *columns.shape)
-        types: torch.Tensor = self.types
+        types = self.types
         nodes = torch.cat([momenta, types.expand(batch, -1, -1)], dim=-1)
-        global_columns: torch.Tensor = self.global_columns
+        global_columns = self.global_columns
         global_features = features[:, global_columns]
         if self.missing:
             missing = arrays[1].bool()
-            present_column: torch.Tensor = self.present_column
+            present_column = self.present_column
             mask = ~missing[:, present_column]
-            global_features = torch.cat(
-                [global_features, missing[:, global_columns].to(features.dtype)], dim=-1
+            global_missing = missing[:, global_columns]
+            global_features = torch.cat(  # undefined values are 0 whatever the array holds
+                [
+                    torch.where(global_missing, torch.zeros_like(global_features), global_features),
+                    global_missing.to(features.dtype),
+                ],
+                dim=-1,
             )
         else:
             mask = torch.ones(nodes.shape[:2], dtype=torch.bool, device=nodes.device)
-        others: torch.Tensor = self.others
+        others = self.others
         others = others.expand(batch, -1, -1)
         slots = _valid_neighbours(others, torch.ones_like(others, dtype=torch.bool), mask)
         return Graph(nodes, mask, neighbours=slots, globals=global_features)
@@ -430,6 +425,8 @@ class HitInput(GraphInput):
     cells as a point cloud with their 26-cell neighbourhood (module docstring)."""
 
     kind = "hits"
+    offsets: torch.Tensor
+    extent: torch.Tensor
 
     def __init__(self, description: DataDescription, max_hits: int) -> None:
         super().__init__()
@@ -447,18 +444,12 @@ class HitInput(GraphInput):
             for c in (-1, 0, 1)
             if (a, b, c) != (0, 0, 0)
         ]
-        self.register_buffer(
-            "offsets", torch.tensor(offsets, dtype=torch.int64), persistent=False
-        )
-        self.register_buffer(
-            "extent", torch.tensor(self.grid, dtype=torch.int64), persistent=False
-        )
+        self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.int64), persistent=False)
+        self.register_buffer("extent", torch.tensor(self.grid, dtype=torch.int64), persistent=False)
         self.n_node_features = 2 * channels + 3
         self.n_global_features = int(self.visible_energy)
 
-    def forward(
-        self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]
-    ) -> Graph:
+    def forward(self, arrays: Sequence[torch.Tensor], shared: Mapping[str, torch.Tensor]) -> Graph:
         features = arrays[0].float()
         batch, channels = features.shape[:2]
         cells = features.reshape(batch, channels, -1)
@@ -466,11 +457,11 @@ class HitInput(GraphInput):
         energy, chosen = torch.topk(cells.sum(dim=1), self.max_hits, dim=1)  # (B, K)
         mask = energy > 0
         values = cells.gather(2, chosen[:, None, :].expand(-1, channels, -1)).transpose(1, 2)
-        depth, height, width = self.grid
+        _, height, width = self.grid
         position = torch.stack(
             [chosen // (height * width), (chosen // width) % height, chosen % width], dim=-1
         )  # (B, K, 3)
-        extent: torch.Tensor = self.extent
+        extent = self.extent
         scaled = position.to(features.dtype) / (extent - 1).clamp(min=1) * 2 - 1
         nodes = torch.cat([values, torch.log1p(1000 * values.abs()), scaled], dim=-1)
         # cell → slot table of the chosen real cells (-1 elsewhere), one row per event
@@ -478,7 +469,7 @@ class HitInput(GraphInput):
         slot = torch.arange(self.max_hits, device=cells.device).expand(batch, -1)
         target_cell = torch.where(mask, chosen, torch.full_like(chosen, n_cells))
         slot_of_cell = slot_of_cell.scatter(1, target_cell, torch.where(mask, slot, -1))
-        offsets: torch.Tensor = self.offsets
+        offsets = self.offsets
         around = position[:, :, None, :] + offsets[None, None]  # (B, K, 26, 3)
         inside = ((around >= 0) & (around < extent)).all(dim=-1)
         cell = (around[..., 0] * height + around[..., 1]) * width + around[..., 2]
@@ -491,9 +482,7 @@ class HitInput(GraphInput):
         return Graph(nodes, mask, neighbours=slots, globals=global_features)
 
 
-def graph_input(
-    description: DataDescription, *, embedding_dim: int, max_hits: int
-) -> GraphInput:
+def graph_input(description: DataDescription, *, embedding_dim: int, max_hits: int) -> GraphInput:
     """The graph builder for data described by ``description`` (see the module docstring)."""
     features = description.features.shape
     if description.graph == "neighbours":

@@ -114,6 +114,9 @@ class MaskedBatchNorm(nn.Module):
     :class:`torch.nn.BatchNorm1d` (biased variance to normalise, unbiased in the running
     estimate). Padded nodes come out as zero."""
 
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
         self.momentum = momentum
@@ -131,8 +134,8 @@ class MaskedBatchNorm(nn.Module):
             variance = (((nodes - mean) ** 2) * weight).sum(dim=(0, 1)) / count
             with torch.no_grad():
                 unbiased = variance * count / (count - 1).clamp(min=1)
-                running_mean: torch.Tensor = self.running_mean
-                running_var: torch.Tensor = self.running_var
+                running_mean = self.running_mean
+                running_var = self.running_var
                 running_mean.lerp_(mean.detach().to(running_mean.dtype), self.momentum)
                 running_var.lerp_(unbiased.detach().to(running_var.dtype), self.momentum)
         else:
@@ -183,7 +186,8 @@ class ChannelPReLU(nn.Module):
         self.weight = nn.Parameter(torch.full((channels,), 0.25))
 
     def forward(self, values: torch.Tensor) -> torch.Tensor:
-        return torch.where(values >= 0, values, values * self.weight)
+        output: torch.Tensor = torch.where(values >= 0, values, values * self.weight)
+        return output
 
 
 class GraphBlock(nn.Module):
@@ -200,7 +204,8 @@ class GraphBlock(nn.Module):
     def forward(self, graph: Graph, nodes: torch.Tensor) -> torch.Tensor:
         hidden = torch.relu(self.dense(aggregate(graph, nodes, self.aggregation)))
         hidden = self.dropout(self.activation(self.norm(hidden, graph.mask)))
-        return hidden * graph.mask[..., None].to(hidden.dtype)
+        output: torch.Tensor = hidden * graph.mask[..., None].to(hidden.dtype)
+        return output
 
 
 def _dense_block(n_in: int, width: int, dropout: float, momentum: float) -> nn.Sequential:
@@ -239,15 +244,15 @@ class GraphNet(Model):
     ) -> None:
         super().__init__(description, config, shared)
         assert isinstance(config, GraphNetConfig)
-        self.graph = graph_input(
+        self.input_graph = graph_input(
             description, embedding_dim=config.embedding_dim, max_hits=config.max_hits
         )
-        self.inputs = self.graph.inputs
-        for name in self.graph.shared:
+        self.inputs = self.input_graph.inputs
+        for name in self.input_graph.shared:
             register_shared(self, name, description.arrays[name], shared)
         width = config.width
         layers: list[nn.Module] = []
-        n_in = self.graph.n_node_features
+        n_in = self.input_graph.n_node_features
         for _ in range(config.pre_layers):
             layers += [nn.Linear(n_in, width), ChannelPReLU(width)]
             n_in = width
@@ -256,19 +261,21 @@ class GraphNet(Model):
         for _ in range(config.graph_layers):
             self.graph_blocks.append(GraphBlock(n_in, config))
             n_in = width
-        n_in += self.graph.n_global_features
+        n_in += self.input_graph.n_global_features
         momentum = config.batch_norm_momentum
         self.post = nn.Sequential(
             *[
                 _dense_block(n_in if i == 0 else width, width, config.dropout, momentum)
                 for i in range(config.post_layers)
             ],
-            _dense_block(width if config.post_layers else n_in, width, config.final_dropout, momentum),
+            _dense_block(
+                width if config.post_layers else n_in, width, config.final_dropout, momentum
+            ),
         )
         self.head = nn.Linear(width, description.n_outputs)
 
     @classmethod
-    def build(  # type: ignore[override]
+    def build(
         cls: type[_G],
         description: DataDescription,
         config: ModelConfig | None = None,
@@ -284,8 +291,8 @@ class GraphNet(Model):
                 f"GraphNet takes {len(self.inputs)} arrays ({', '.join(self.inputs)}), "
                 f"got {len(arrays)}"
             )
-        shared = {name: getattr(self, name) for name in self.graph.shared}
-        graph = self.graph(arrays, shared)
+        shared = {name: getattr(self, name) for name in self.input_graph.shared}
+        graph = self.input_graph(arrays, shared)
         real = graph.mask[..., None].to(graph.nodes.dtype)
         nodes = self.pre(graph.nodes) * real
         for block in self.graph_blocks:
