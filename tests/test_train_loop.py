@@ -4,6 +4,7 @@ restore, ensembles, SWA, class balancing, the LR range test hook, checkpoints an
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 import sys
@@ -91,7 +92,7 @@ def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
 FAST = Recipe(epochs=3, batch_size=32, learning_rate=0.02, seed=1, threads=1)
 
 
-# -- plain arrays -----------------------------------------------------------------------------------
+# -- plain arrays
 def test_fit_on_arrays_learns_and_writes_history(tmp_path: Path) -> None:
     train, val = toy(512, 0), toy(256, 1)
     model = tiny(train)
@@ -112,7 +113,9 @@ def test_fit_is_deterministic_for_a_seed() -> None:
     second = fit(tiny(train, dropout=0.3), train, recipe=FAST)
     assert_same_weights(first.model, second.model)
     third = fit(tiny(train, dropout=0.3), train, recipe=FAST.replace(seed=2))
-    assert not torch.equal(weights_of(first.model)["net.1.weight"], weights_of(third.model)["net.1.weight"])
+    assert not torch.equal(
+        weights_of(first.model)["net.1.weight"], weights_of(third.model)["net.1.weight"]
+    )
 
 
 def test_regression_and_multiclass_arrays_train() -> None:
@@ -145,7 +148,7 @@ def test_missing_inputs_and_wrong_loss_are_clear_errors() -> None:
         fit(tiny(train), train, recipe=FAST.replace(loss="mse"))
 
 
-# -- early stopping ---------------------------------------------------------------------------------
+# -- early stopping
 def test_early_stopping_stops_and_restores_the_best_weights() -> None:
     # validation labels are the opposite of the training labels: the validation loss is
     # lowest after the first epoch and rises from then on
@@ -167,7 +170,7 @@ def test_without_patience_all_epochs_run_and_the_best_is_kept() -> None:
     assert len(result.history) == 4 and result.best_epoch == 0
 
 
-# -- class balancing, augmentation ------------------------------------------------------------------
+# -- class balancing, augmentation
 def test_balance_classes_gives_equal_class_totals() -> None:
     x = np.zeros((10, 2), dtype=np.float32)
     labels = np.array([0] * 8 + [1] * 2)
@@ -183,7 +186,9 @@ class Mirror:
     def __init__(self) -> None:
         self.calls = 0
 
-    def random(self, batch: Mapping[str, np.ndarray], generator: np.random.Generator) -> dict[str, np.ndarray]:
+    def random(
+        self, batch: Mapping[str, np.ndarray], generator: np.random.Generator
+    ) -> dict[str, np.ndarray]:
         self.calls += 1
         sign = np.where(generator.random(len(batch["labels"])) < 0.5, -1.0, 1.0).astype(np.float32)
         return {**batch, "features": batch["features"] * sign[:, None]}
@@ -198,13 +203,15 @@ def test_augmentation_is_applied_when_asked_and_required() -> None:
     assert mirror.calls == 4
 
 
-# -- SWA --------------------------------------------------------------------------------------------
+# -- SWA
 def test_swa_averages_weights_and_updates_batch_norm() -> None:
     train, val = toy(256, 0), toy(128, 1)
     recipe = FAST.replace(epochs=4, swa=True, swa_start=0.5)
     result = fit(tiny(train, batch_norm=True), train, val, recipe)
     plain = fit(tiny(train, batch_norm=True), train, val, recipe.replace(swa=False))
-    assert not torch.equal(weights_of(result.model)["net.1.weight"], weights_of(plain.model)["net.1.weight"])
+    assert not torch.equal(
+        weights_of(result.model)["net.1.weight"], weights_of(plain.model)["net.1.weight"]
+    )
     norm = result.model.net[2]
     assert isinstance(norm, nn.BatchNorm1d)
     # statistics recomputed for the averaged weights with one pass over the training data
@@ -214,7 +221,7 @@ def test_swa_averages_weights_and_updates_batch_norm() -> None:
     assert math.isfinite(result.validation["loss"])
 
 
-# -- ensembles --------------------------------------------------------------------------------------
+# -- ensembles
 class _StandInEnsemble(nn.Module):
     """Weighted mean of member predictions (stand-in for pd4ml.models.ensemble.Ensemble)."""
 
@@ -233,7 +240,7 @@ class _StandInEnsemble(nn.Module):
 @pytest.fixture
 def ensemble_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     try:
-        import pd4ml.models.ensemble  # noqa: F401
+        importlib.import_module("pd4ml.models.ensemble")
     except ImportError:
         module = types.ModuleType("pd4ml.models.ensemble")
         module.Ensemble = _StandInEnsemble  # type: ignore[attr-defined]
@@ -259,12 +266,17 @@ def test_ensemble_of_three_trains_members_from_seeds(tmp_path: Path, ensemble_mo
         assert (tmp_path / f"member{index}" / FILENAME).exists()
     assert result.validation["loss"] < mean + 2 * std
     # member i is the model built with seed seed + i
-    single = fit(tiny(train, seed=recipe.seed + 2), train, val, recipe.replace(ensemble=1, seed=recipe.seed + 2))
+    single = fit(
+        tiny(train, seed=recipe.seed + 2),
+        train,
+        val,
+        recipe.replace(ensemble=1, seed=recipe.seed + 2),
+    )
     torch.manual_seed(recipe.seed + 2)
     assert math.isclose(single.validation["loss"], result.members[2]["loss"], rel_tol=0.3)
     # a finished directory returns its members without training again
     again = fit(tiny(train), train, val, recipe, directory=tmp_path)
-    for old, new in zip(result.model.members, again.model.members):
+    for old, new in zip(result.model.members, again.model.members, strict=True):
         assert_same_weights(old, new)
 
 
@@ -274,7 +286,7 @@ def test_validation_weighting_needs_validation_data() -> None:
         fit(tiny(train), train, recipe=FAST.replace(ensemble=2, ensemble_weighting="validation"))
 
 
-# -- LR range test ----------------------------------------------------------------------------------
+# -- LR range test
 def test_learning_rate_find_runs_the_range_test_and_restores_the_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -303,7 +315,7 @@ def test_learning_rate_find_runs_the_range_test_and_restores_the_model(
     assert_same_weights(found.model, fixed.model)  # the test's steps left no trace
 
 
-# -- prepared splits --------------------------------------------------------------------------------
+# -- prepared splits
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with ArchiveServer() as server:
