@@ -35,7 +35,6 @@ import torch
 from torch import nn
 
 from pd4ml._logging import get_logger
-from pd4ml.errors import Pd4mlError
 from pd4ml.models.base import Model, to_prediction
 from pd4ml.train.checkpoint import (
     CheckpointError,
@@ -52,7 +51,7 @@ from pd4ml.train.data import TrainingData, as_training_data, to_tensors
 from pd4ml.train.distributed import Distributed, device_for, from_environment
 from pd4ml.train.losses import LossName, prediction_loss, resolve_loss, weighted_loss
 from pd4ml.train.progress import TrainingProgress, bar_enabled
-from pd4ml.train.recipe import Recipe, RecipeError
+from pd4ml.train.recipe import Recipe, RecipeError, TrainingError
 
 if TYPE_CHECKING:
     from pd4ml.datasets.results import PreparedData
@@ -66,10 +65,6 @@ _HIGHER_IS_BETTER = frozenset({"accuracy", "auc", "rejection_30", "rejection_50"
 _RESUMABLE_CHANGES = frozenset({"threads", "device"})
 #: Batches between two updates of the progress bar (each reads the loss: a sync point).
 _PROGRESS_EVERY = 50
-
-
-class TrainingError(Pd4mlError, RuntimeError):
-    """Training cannot start or continue (missing inputs, an incompatible checkpoint)."""
 
 
 @dataclasses.dataclass

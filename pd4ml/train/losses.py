@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional
 
 from pd4ml.models.description import DataDescription
+from pd4ml.train.recipe import RecipeError
 
 LossName = Literal["bce", "cross_entropy", "mse", "huber"]
 LOSSES: tuple[LossName, ...] = ("bce", "cross_entropy", "mse", "huber")
@@ -33,13 +34,13 @@ def resolve_loss(name: str, description: DataDescription) -> LossName:
             return "mse"
         return "bce" if description.n_outputs == 1 else "cross_entropy"
     if name in ("bce", "cross_entropy") and not classification:
-        raise ValueError(f"Recipe.loss {name!r} needs a classification; this is a regression")
+        raise RecipeError(f"Recipe.loss {name!r} needs a classification; this is a regression")
     if name in ("mse", "huber") and classification:
-        raise ValueError(f"Recipe.loss {name!r} needs a regression; this is a classification")
+        raise RecipeError(f"Recipe.loss {name!r} needs a regression; this is a classification")
     if name == "bce" and description.n_outputs != 1:
-        raise ValueError("Recipe.loss 'bce' is for two classes; use 'cross_entropy'")
+        raise RecipeError("Recipe.loss 'bce' is for two classes; use 'cross_entropy'")
     if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+        raise RecipeError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
     return name
 
 

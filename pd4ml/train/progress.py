@@ -13,6 +13,7 @@ from typing import Any
 
 from pd4ml._logging import get_logger
 from pd4ml.fetch.progress import progress_enabled
+from pd4ml.train.recipe import TrainingError
 
 log = get_logger("train")
 
@@ -22,7 +23,7 @@ def bar_enabled(progress: str | None) -> bool:
     mode = progress if progress is not None else os.environ.get("PD4ML_PROGRESS", "auto")
     mode = mode.strip().lower()
     if mode not in ("auto", "on", "off"):
-        raise ValueError(f"progress must be 'auto', 'on' or 'off', not {progress!r}")
+        raise TrainingError(f"progress must be 'auto', 'on' or 'off', not {progress!r}")
     return progress_enabled(mode)
 
 

@@ -26,6 +26,10 @@ class RecipeError(Pd4mlError, ValueError):
     """An invalid training recipe (the message names the field)."""
 
 
+class TrainingError(Pd4mlError, RuntimeError):
+    """Training cannot start or continue (missing inputs, a bad argument of ``fit``)."""
+
+
 #: Names :attr:`Recipe.monitor` accepts: the validation loss and the metrics of
 #: ``pd4ml.metrics.evaluate``.
 MONITORS = (
