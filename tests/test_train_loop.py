@@ -352,3 +352,23 @@ def test_to_tensors_shares_memory_on_the_cpu() -> None:
     tensors = to_tensors(batch)
     tensors["features"][0, 0] = 42
     assert batch["features"][0, 0] == 42
+
+
+def test_train_result_save_hands_model_and_recipe_to_pd4ml_models_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pd4ml.models
+
+    calls: list[tuple[Any, ...]] = []
+
+    def save(model: nn.Module, directory: Path, *, recipe: Any = None, extra: Any = None) -> None:
+        calls.append((model, directory, recipe, extra))
+
+    monkeypatch.setattr(pd4ml.models, "save", save, raising=False)
+    train = toy(64, 0)
+    result = fit(tiny(train), train, train, FAST.replace(epochs=1))
+    result.save(tmp_path / "saved")
+    model, directory, recipe, extra = calls[0]
+    assert model is result.model and directory == tmp_path / "saved"
+    assert Recipe.from_json(recipe) == result.recipe
+    assert extra["validation"] == result.validation

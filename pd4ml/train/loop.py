@@ -95,8 +95,7 @@ class TrainResult:
 
     def save(self, path: str | Path) -> Path:
         """Save the model (or ensemble) with its recipe: ``pd4ml.models.save``."""
-        from pd4ml.models import save  # type: ignore[attr-defined]
-
+        save = importlib.import_module("pd4ml.models").save
         save(
             self.model,
             path,
