@@ -1,0 +1,252 @@
+"""How to train: a typed, validated, frozen recipe (never a dict of strings).
+
+    from pd4ml.train import Recipe
+    recipe = Recipe(epochs=20, batch_size=512, learning_rate="find", ensemble=5, augment=True)
+    recipe.replace(seed=3)                          # a changed copy
+    Recipe.from_json(recipe.to_json()) == recipe    # JSON round trip (stored with saved models)
+
+Every field is checked on construction; an invalid value raises :class:`RecipeError` naming the
+field (and, for an unknown choice, the closest valid one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pd4ml.errors import Pd4mlError
+from pd4ml.train._schedule_protocol import ScheduleSpec, default_schedule, schedule_kinds
+
+
+class RecipeError(Pd4mlError, ValueError):
+    """An invalid training recipe (the message names the field)."""
+
+
+class TrainingError(Pd4mlError, RuntimeError):
+    """Training cannot start or continue (missing inputs, a bad argument of ``fit``)."""
+
+
+#: Names :attr:`Recipe.monitor` accepts: the validation loss and the metrics of
+#: ``pd4ml.metrics.evaluate``.
+MONITORS = (
+    "loss",
+    "accuracy",
+    "auc",
+    "rejection_30",
+    "rejection_50",
+    "bce",
+    "cross_entropy",
+    "mse",
+    "mae",
+    "bias",
+    "resolution",
+    "resolution_68",
+)
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": ("adam", "adamw", "sgd"),
+    "loss": ("auto", "bce", "cross_entropy", "mse", "huber"),
+    "ensemble_weighting": ("uniform", "validation"),
+    "device": ("auto", "cpu", "cuda"),
+    "monitor": MONITORS,
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A training recipe.
+
+    Attributes:
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9, Nesterov off).
+        learning_rate: the base (peak) learning rate, or ``"find"``: an LR range test on the
+            training data chooses it before training (plot saved in the run directory).
+        schedule: a schedule dataclass of :mod:`pd4ml.train.schedules` (``Constant()``,
+            ``OneCycle(...)``, ``CosineRestarts(...)``, ``Plateau(...)``), stepped every
+            optimizer step.
+        epochs: passes over the training data (at most; early stopping may end sooner).
+        batch_size: events per optimizer step (the *global* batch with ``torchrun``).
+        patience: epochs without improvement of ``monitor`` before stopping (None: never).
+        monitor: the validation quantity that picks the best epoch (``"loss"`` or a metric
+            of ``pd4ml.metrics.evaluate``; higher-is-better metrics are maximised).
+        weight_decay: L2 penalty (decoupled for ``adamw``).
+        loss: ``"auto"`` (BCE for binary, cross-entropy for multi-class, MSE for regression),
+            ``"bce"``, ``"cross_entropy"``, ``"mse"`` or ``"huber"`` (δ = 1).
+        augment: train-time augmentation by the data's declared physical symmetries.
+        tta: test-time augmentation copies for prediction (0 = none).
+        ensemble: number of members, trained from seeds ``seed``, ``seed + 1``, ...
+        ensemble_weighting: ``"uniform"`` or ``"validation"`` (weights ∝ 1 / validation loss).
+        swa: stochastic weight averaging from the fraction ``swa_start`` of the epochs on.
+        swa_start: fraction of ``epochs`` after which weights are averaged, in [0, 1).
+        seed: seeds torch, NumPy and Python's ``random``; shuffling uses ``(seed, epoch)``.
+        threads: ``torch.set_num_threads`` for the run (None: unchanged).
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        amp: automatic mixed precision (CUDA only; ignored on CPU).
+        weights: the per-event array used as sample weight (None: ``weights``, 1 where absent).
+        balance_classes: rescale weights so that every class has the same total weight.
+        grad_clip: clip the gradient norm to this value (None: no clipping).
+    """
+
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float | Literal["find"] = 1e-3
+    schedule: ScheduleSpec = field(default_factory=default_schedule)
+    epochs: int = 10
+    batch_size: int = 256
+    patience: int | None = None
+    monitor: str = "loss"
+    weight_decay: float = 0.0
+    loss: Literal["auto", "bce", "cross_entropy", "mse", "huber"] = "auto"
+    augment: bool = False
+    tta: int = 0
+    ensemble: int = 1
+    ensemble_weighting: Literal["uniform", "validation"] = "uniform"
+    swa: bool = False
+    swa_start: float = 0.75
+    seed: int = 0
+    threads: int | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = False
+    weights: str | None = None
+    balance_classes: bool = False
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, choices in _CHOICES.items():
+            _choice(name, getattr(self, name), choices)
+        for name in ("augment", "swa", "amp", "balance_classes"):
+            if not isinstance(getattr(self, name), bool):
+                raise _wrong_type(name, getattr(self, name), "True or False")
+        _integer("epochs", self.epochs, 1)
+        _integer("batch_size", self.batch_size, 1)
+        _integer("ensemble", self.ensemble, 1)
+        _integer("tta", self.tta, 0)
+        _integer("seed", self.seed, 0)
+        if self.patience is not None:
+            _integer("patience", self.patience, 0)
+        if self.threads is not None:
+            _integer("threads", self.threads, 1)
+        if self.learning_rate != "find":
+            if isinstance(self.learning_rate, str):
+                raise RecipeError(
+                    f"Recipe.learning_rate must be a positive number or 'find', not "
+                    f"{self.learning_rate!r}"
+                )
+            self._set_float("learning_rate", minimum=0.0, strict=True)
+        self._set_float("weight_decay", minimum=0.0)
+        self._set_float("swa_start", minimum=0.0)
+        if not self.swa_start < 1.0:
+            raise RecipeError(f"Recipe.swa_start must be in [0, 1), not {self.swa_start!r}")
+        if self.grad_clip is not None:
+            self._set_float("grad_clip", minimum=0.0, strict=True)
+        if self.weights is not None and not isinstance(self.weights, str):
+            raise _wrong_type("weights", self.weights, "an array name or None")
+        if not callable(getattr(self.schedule, "start", None)) or not dataclasses.is_dataclass(
+            self.schedule
+        ):
+            raise _wrong_type(
+                "schedule", self.schedule, "a schedule of pd4ml.train.schedules (e.g. OneCycle())"
+            )
+
+    def _set_float(self, name: str, *, minimum: float, strict: bool = False) -> None:
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _wrong_type(name, value, "a number")
+        value = float(value)
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            raise RecipeError(f"Recipe.{name} must be finite and {bound}, not {value!r}")
+        object.__setattr__(self, name, value)
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A copy with ``changes`` applied (validated like a new recipe)."""
+        unknown = sorted(set(changes) - {item.name for item in dataclasses.fields(self)})
+        if unknown:
+            raise RecipeError(_unknown_fields(unknown))
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict; the schedule as ``{"kind": "OneCycle", <its fields>}``."""
+        value = {
+            item.name: getattr(self, item.name)
+            for item in dataclasses.fields(self)
+            if item.name != "schedule"
+        }
+        kind = type(self.schedule).__name__
+        schedule: dict[str, Any] = {"kind": "Constant" if kind == "_ConstantSchedule" else kind}
+        schedule.update(_jsonable(dataclasses.asdict(self.schedule)))  # type: ignore[call-overload]
+        value["schedule"] = schedule
+        return value
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Recipe:
+        """The recipe of :meth:`to_json`'s output."""
+        fields = dict(value)
+        unknown = sorted(set(fields) - {item.name for item in dataclasses.fields(cls)})
+        if unknown:
+            raise RecipeError(_unknown_fields(unknown))
+        if "schedule" in fields:
+            fields["schedule"] = schedule_from_json(fields["schedule"])
+        return cls(**fields)
+
+
+def schedule_from_json(value: Mapping[str, Any]) -> ScheduleSpec:
+    """A schedule dataclass from ``{"kind": name, <fields>}``."""
+    if not isinstance(value, Mapping) or "kind" not in value:
+        raise RecipeError("Recipe.schedule in JSON must be an object with a 'kind'")
+    kinds = schedule_kinds()
+    kind = str(value["kind"])
+    if kind not in kinds:
+        raise RecipeError(f"Recipe.schedule: unknown kind {kind!r}{_closest(kind, tuple(kinds))}")
+    cls = kinds[kind]
+    arguments = {
+        key: tuple(item) if isinstance(item, list) else item
+        for key, item in value.items()
+        if key != "kind"
+    }
+    try:
+        schedule: ScheduleSpec = cls(**arguments)
+    except TypeError as error:
+        raise RecipeError(f"Recipe.schedule {kind}: {error}") from None
+    return schedule
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def _closest(value: str, choices: tuple[str, ...]) -> str:
+    match = difflib.get_close_matches(value, choices, n=1, cutoff=0.0)
+    listed = ", ".join(repr(choice) for choice in choices)
+    hint = f"; did you mean {match[0]!r}?" if match else ""
+    return f" (choose one of {listed}){hint}"
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str):
+        raise _wrong_type(name, value, "one of " + ", ".join(repr(c) for c in choices))
+    if value not in choices:
+        raise RecipeError(f"Recipe.{name} {value!r} is not valid{_closest(value, choices)}")
+
+
+def _integer(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _wrong_type(name, value, "a whole number")
+    if value < minimum:
+        raise RecipeError(f"Recipe.{name} must be at least {minimum}, not {value}")
+
+
+def _wrong_type(name: str, value: Any, expected: str) -> RecipeError:
+    return RecipeError(f"Recipe.{name} must be {expected}, not {type(value).__name__} {value!r}")
+
+
+def _unknown_fields(unknown: list[str]) -> str:
+    names = tuple(item.name for item in dataclasses.fields(Recipe))
+    hints = [f"{name!r}{_closest(name, names).split(';')[-1]}" for name in unknown]
+    return "Recipe has no field(s) " + ", ".join(hints)

@@ -1,0 +1,374 @@
+"""The trainer's loop: plain arrays and prepared splits, early stopping with best-weights
+restore, ensembles, SWA, class balancing, the LR range test hook, checkpoints and history."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+import sys
+import types
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from pd4ml.models import DataDescription, Model, ModelConfig
+from pd4ml.testing import ArchiveServer
+from pd4ml.train import Recipe, TrainingData, TrainingError, fit
+from pd4ml.train.checkpoint import FILENAME
+from pd4ml.train.data import to_tensors
+from tests.cases import World
+
+torch.set_num_threads(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyConfig(ModelConfig):
+    hidden: int = 8
+    dropout: float = 0.0
+    batch_norm: bool = False
+
+
+class Tiny(Model):
+    """Flatten → dense → (batch norm) → ReLU → dropout → dense: a model small enough for tests."""
+
+    architecture = "tiny_test"
+    Config = TinyConfig
+
+    def __init__(
+        self,
+        description: DataDescription,
+        config: ModelConfig,
+        shared: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(description, config)
+        assert isinstance(config, TinyConfig)
+        n_inputs = math.prod(description.features.shape)
+        layers: list[nn.Module] = [nn.Flatten(), nn.Linear(n_inputs, config.hidden)]
+        if config.batch_norm:
+            layers.append(nn.BatchNorm1d(config.hidden))
+        layers += [nn.ReLU(), nn.Dropout(config.dropout)]
+        layers.append(nn.Linear(config.hidden, description.n_outputs))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        output: torch.Tensor = self.net(features.float())
+        return output.squeeze(-1) if output.shape[-1] == 1 else output
+
+
+def toy(n: int, seed: int, flip: bool = False, weights: bool = False) -> TrainingData:
+    """A separable binary classification: 4 features, label = x0 + 0.5 x1 > 0."""
+    generator = np.random.default_rng(seed)
+    features = generator.normal(size=(n, 4)).astype(np.float32)
+    labels = (features[:, 0] + 0.5 * features[:, 1] > 0).astype(np.int64)
+    if flip:
+        labels = 1 - labels
+    w = generator.uniform(0.5, 2.0, n).astype(np.float32) if weights else None
+    return TrainingData.from_arrays(features, labels, w)
+
+
+def tiny(data: TrainingData, seed: int = 0, **config: Any) -> Tiny:
+    torch.manual_seed(seed)
+    return Tiny(data.description, TinyConfig(**config))
+
+
+def weights_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+    left, right = weights_of(a), weights_of(b)
+    assert left.keys() == right.keys()
+    for name in left:
+        assert torch.equal(left[name], right[name]), name
+
+
+FAST = Recipe(epochs=3, batch_size=32, learning_rate=0.02, seed=1, threads=1)
+
+
+# -- plain arrays
+def test_fit_on_arrays_learns_and_writes_history(tmp_path: Path) -> None:
+    train, val = toy(512, 0), toy(256, 1)
+    model = tiny(train)
+    before = fit(model, train, val, FAST.replace(epochs=1, learning_rate=1e-9)).validation["loss"]
+    result = fit(tiny(train), train, val, FAST.replace(epochs=5), directory=tmp_path)
+    assert result.validation["loss"] < 0.5 * before
+    assert len(result.history) == 5
+    assert [r["epoch"] for r in result.history] == list(range(5))
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    stored = json.loads((tmp_path / "history.json").read_text())
+    assert stored == json.loads(json.dumps(result.history))
+    assert (tmp_path / FILENAME).exists()
+
+
+def test_fit_is_deterministic_for_a_seed() -> None:
+    train = toy(300, 0)
+    first = fit(tiny(train, dropout=0.3), train, recipe=FAST)
+    second = fit(tiny(train, dropout=0.3), train, recipe=FAST)
+    assert_same_weights(first.model, second.model)
+    third = fit(tiny(train, dropout=0.3), train, recipe=FAST.replace(seed=2))
+    assert not torch.equal(
+        weights_of(first.model)["net.1.weight"], weights_of(third.model)["net.1.weight"]
+    )
+
+
+def test_regression_and_multiclass_arrays_train() -> None:
+    generator = np.random.default_rng(0)
+    x = generator.normal(size=(400, 3)).astype(np.float32)
+    regression = TrainingData.from_arrays(x, (2 * x[:, 0] - x[:, 2]).astype(np.float32))
+    result = fit(tiny(regression, hidden=16), regression, regression, FAST.replace(epochs=8))
+    assert regression.description.task == "regression"
+    assert result.validation["loss"] < 0.5 * float(np.var(2 * x[:, 0] - x[:, 2]))
+    huber = fit(tiny(regression), regression, regression, FAST.replace(loss="huber"))
+    assert math.isfinite(huber.validation["loss"])
+    classes = np.digitize(x[:, 0], [-0.5, 0.5]).astype(np.int64)
+    multiclass = TrainingData.from_arrays(x, classes)
+    result = fit(tiny(multiclass, hidden=16), multiclass, multiclass, FAST.replace(epochs=8))
+    assert multiclass.description.n_outputs == 3
+    assert result.validation["loss"] < 0.7 * math.log(3)
+
+
+def test_missing_inputs_and_wrong_loss_are_clear_errors() -> None:
+    train = toy(64, 0)
+
+    class NeedsMask(Tiny):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.inputs = ("features", "mask")
+
+    with pytest.raises(TrainingError, match="mask"):
+        fit(NeedsMask(train.description, TinyConfig()), train, recipe=FAST)
+    with pytest.raises(ValueError, match="regression"):
+        fit(tiny(train), train, recipe=FAST.replace(loss="mse"))
+
+
+# -- early stopping
+def test_early_stopping_stops_and_restores_the_best_weights() -> None:
+    # validation labels are the opposite of the training labels: the validation loss is
+    # lowest after the first epoch and rises from then on
+    train, val = toy(512, 0), toy(256, 1, flip=True)
+    recipe = FAST.replace(epochs=10, patience=2)
+    result = fit(tiny(train), train, val, recipe)
+    losses = [record["val_loss"] for record in result.history]
+    assert result.best_epoch == int(np.argmin(losses)) == 0
+    assert len(result.history) == 3  # best epoch + patience epochs without improvement
+    assert losses[1] > losses[0] and losses[2] > losses[0]
+    assert result.validation["loss"] == pytest.approx(losses[0])
+    one_epoch = fit(tiny(train), train, val, recipe.replace(epochs=1))
+    assert_same_weights(result.model, one_epoch.model)
+
+
+def test_without_patience_all_epochs_run_and_the_best_is_kept() -> None:
+    train, val = toy(256, 0), toy(128, 1, flip=True)
+    result = fit(tiny(train), train, val, FAST.replace(epochs=4))
+    assert len(result.history) == 4 and result.best_epoch == 0
+
+
+# -- class balancing, augmentation
+def test_balance_classes_gives_equal_class_totals() -> None:
+    x = np.zeros((10, 2), dtype=np.float32)
+    labels = np.array([0] * 8 + [1] * 2)
+    data = TrainingData.from_arrays(x, labels, np.ones(10, dtype=np.float32)).balanced()
+    batch = next(data.batches(10))
+    totals = np.bincount(batch["labels"], batch["weights"])
+    np.testing.assert_allclose(totals, [5.0, 5.0])
+
+
+class Mirror:
+    """Negates the features of each event with probability 1/2 (test augmentation)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def random(
+        self, batch: Mapping[str, np.ndarray], generator: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        self.calls += 1
+        sign = np.where(generator.random(len(batch["labels"])) < 0.5, -1.0, 1.0).astype(np.float32)
+        return {**batch, "features": batch["features"] * sign[:, None]}
+
+
+def test_augmentation_is_applied_when_asked_and_required() -> None:
+    train = toy(128, 0)
+    with pytest.raises(ValueError, match="augmentation"):
+        fit(tiny(train), train, recipe=FAST.replace(augment=True))
+    mirror = Mirror()
+    fit(tiny(train), train.with_augmentation(mirror), recipe=FAST.replace(augment=True, epochs=1))
+    assert mirror.calls == 4
+
+
+# -- SWA
+def test_swa_averages_weights_and_updates_batch_norm() -> None:
+    train, val = toy(256, 0), toy(128, 1)
+    recipe = FAST.replace(epochs=4, swa=True, swa_start=0.5)
+    result = fit(tiny(train, batch_norm=True), train, val, recipe)
+    plain = fit(tiny(train, batch_norm=True), train, val, recipe.replace(swa=False))
+    assert not torch.equal(
+        weights_of(result.model)["net.1.weight"], weights_of(plain.model)["net.1.weight"]
+    )
+    norm = result.model.net[2]
+    assert isinstance(norm, nn.BatchNorm1d)
+    # statistics recomputed for the averaged weights with one pass over the training data
+    with torch.no_grad():
+        hidden = result.model.net[1](torch.from_numpy(next(train.batches(256))["features"]))
+    np.testing.assert_allclose(norm.running_mean.numpy(), hidden.mean(0).numpy(), atol=1e-5)
+    assert math.isfinite(result.validation["loss"])
+
+
+# -- ensembles
+class _StandInEnsemble(nn.Module):
+    """Weighted mean of member predictions (stand-in for pd4ml.models.ensemble.Ensemble)."""
+
+    def __init__(self, members: list[Model], weights: list[float]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.register_buffer("weights", torch.tensor(weights))
+        self.inputs = members[0].inputs
+        self.description = members[0].description
+
+    def forward(self, *arrays: torch.Tensor) -> torch.Tensor:
+        stacked = torch.stack([m.predict(*arrays) for m in self.members])
+        return (self.weights.reshape(-1, *([1] * (stacked.ndim - 1))) * stacked).sum(0)
+
+
+@pytest.fixture
+def ensemble_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    try:
+        importlib.import_module("pd4ml.models.ensemble")
+    except ImportError:
+        module = types.ModuleType("pd4ml.models.ensemble")
+        module.Ensemble = _StandInEnsemble  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "pd4ml.models.ensemble", module)
+    yield
+
+
+def test_ensemble_of_three_trains_members_from_seeds(tmp_path: Path, ensemble_module: None) -> None:
+    train, val = toy(256, 0), toy(128, 1)
+    recipe = FAST.replace(ensemble=3, ensemble_weighting="validation")
+    result = fit(tiny(train), train, val, recipe, directory=tmp_path)
+    assert len(result.model.members) == 3
+    assert len(result.members) == 3
+    first = [weights_of(m)["net.1.weight"] for m in result.model.members]
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+    inverse = np.array([1 / m["loss"] for m in result.members])
+    np.testing.assert_allclose(result.model.weights.numpy(), inverse / inverse.sum(), rtol=1e-6)
+    mean, std = result.member_summary["loss"]
+    assert mean == pytest.approx(np.mean([m["loss"] for m in result.members]))
+    assert std > 0
+    assert {r["member"] for r in result.history} == {0, 1, 2}
+    for index in range(3):
+        assert (tmp_path / f"member{index}" / FILENAME).exists()
+    assert result.validation["loss"] < mean + 2 * std
+    # member i is the model built with seed seed + i
+    single = fit(
+        tiny(train, seed=recipe.seed + 2),
+        train,
+        val,
+        recipe.replace(ensemble=1, seed=recipe.seed + 2),
+    )
+    torch.manual_seed(recipe.seed + 2)
+    assert math.isclose(single.validation["loss"], result.members[2]["loss"], rel_tol=0.3)
+    # a finished directory returns its members without training again
+    again = fit(tiny(train), train, val, recipe, directory=tmp_path)
+    for old, new in zip(result.model.members, again.model.members, strict=True):
+        assert_same_weights(old, new)
+
+
+def test_validation_weighting_needs_validation_data() -> None:
+    train = toy(64, 0)
+    with pytest.raises(ValueError, match="validation"):
+        fit(tiny(train), train, recipe=FAST.replace(ensemble=2, ensemble_weighting="validation"))
+
+
+# -- LR range test
+def test_learning_rate_find_runs_the_range_test_and_restores_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[float] = []
+
+    @dataclasses.dataclass
+    class Found:
+        suggestion: float
+
+        def plot(self, path: Path) -> None:
+            path.write_text("<svg/>")
+
+    def find_learning_rate(train_step: Any, **_: Any) -> Found:
+        for rate in (1e-4, 1e-3, 1e-2):
+            calls.append(train_step(rate))
+        return Found(0.02)
+
+    module = types.ModuleType("pd4ml.train.lr_finder")
+    module.find_learning_rate = find_learning_rate  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pd4ml.train.lr_finder", module)
+    train = toy(256, 0)
+    found = fit(tiny(train), train, recipe=FAST.replace(learning_rate="find"), directory=tmp_path)
+    fixed = fit(tiny(train), train, recipe=FAST.replace(learning_rate=0.02))
+    assert len(calls) == 3 and all(math.isfinite(c) for c in calls)
+    assert (tmp_path / "lr_finder.svg").exists()
+    assert_same_weights(found.model, fixed.model)  # the test's steps left no trace
+
+
+# -- prepared splits
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with ArchiveServer() as server:
+        yield World(tmp_path_factory.mktemp("train"), server)
+
+
+def test_fit_on_a_prepared_split_reads_batches_from_the_memory_maps(world: World) -> None:
+    prepared = world.data("higgsml")
+    data = TrainingData.from_prepared(prepared)
+    assert data.n_events == prepared.n_events
+    assert data.description.dataset == "higgsml"
+    batch = next(data.batches(64, shuffle=True, seed=0, names=("features",)))
+    assert set(batch) == {"features", "labels", "weights"}
+    assert batch["labels"].dtype == np.int64 and batch["weights"].dtype == np.float32
+    rows = [len(b["labels"]) for b in data.batches(300)]
+    assert sum(rows) == data.n_events and max(rows) == 300
+    result = fit(tiny(data, hidden=16), prepared, prepared, FAST.replace(epochs=2, batch_size=256))
+    assert len(result.history) == 2
+    assert math.isfinite(result.validation["loss"])
+    kaggle = fit(tiny(data), prepared, recipe=FAST.replace(epochs=1, weights="kaggle_weights"))
+    assert len(kaggle.history) == 1
+
+
+def test_fit_on_a_prepared_regression_split_with_a_graph(world: World) -> None:
+    prepared = world.data("calice_ahcal")
+    data = TrainingData.from_prepared(prepared)
+    assert data.description.task == "regression" and data.description.graph == "neighbours"
+    result = fit(tiny(data), prepared, prepared, FAST.replace(epochs=2))
+    assert math.isfinite(result.validation["loss"]) and len(result.history) == 2
+
+
+def test_to_tensors_shares_memory_on_the_cpu() -> None:
+    batch = {"features": np.arange(6, dtype=np.float32).reshape(3, 2)}
+    tensors = to_tensors(batch)
+    tensors["features"][0, 0] = 42
+    assert batch["features"][0, 0] == 42
+
+
+def test_train_result_save_hands_model_and_recipe_to_pd4ml_models_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pd4ml.models
+
+    calls: list[tuple[Any, ...]] = []
+
+    def save(model: nn.Module, directory: Path, *, recipe: Any = None, extra: Any = None) -> None:
+        calls.append((model, directory, recipe, extra))
+
+    monkeypatch.setattr(pd4ml.models, "save", save, raising=False)
+    train = toy(64, 0)
+    result = fit(tiny(train), train, train, FAST.replace(epochs=1))
+    result.save(tmp_path / "saved")
+    model, directory, recipe, extra = calls[0]
+    assert model is result.model and directory == tmp_path / "saved"
+    assert Recipe.from_json(recipe) == result.recipe
+    assert extra["validation"] == result.validation
