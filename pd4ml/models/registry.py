@@ -61,6 +61,6 @@ def build(
         arrays = dict(shared or {})
     else:
         description = describe(data)
-        arrays = {key: np.asarray(data[key]) for key in sorted(data.shared)}
+        arrays = {key: np.array(data[key]) for key in sorted(data.shared)}  # writable copies
         arrays.update(shared or {})
     return cls(description, config if config is not None else cls.Config(), arrays)
