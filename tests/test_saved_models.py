@@ -241,8 +241,9 @@ def test_a_failed_save_leaves_the_previous_model_intact(
     model = FCN(description(), FCNConfig(depth=1, width=3))
     save(model, tmp_path / "m")
     before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
-    with pytest.raises(SavedModelError, match="not JSON"):
-        save(model, tmp_path / "m", extra={"bad": object()})
+    other = FCN(description(), FCNConfig(depth=1, width=3))  # other weights
+    with pytest.raises(SavedModelError, match="not JSON"):  # fails after writing the weights
+        save(other, tmp_path / "m", extra={"bad": object()})
     import safetensors.torch
 
     def crash(*args: Any, **kwargs: Any) -> None:
@@ -250,7 +251,7 @@ def test_a_failed_save_leaves_the_previous_model_intact(
 
     monkeypatch.setattr(safetensors.torch, "save_file", crash)
     with pytest.raises(OSError, match="disk on fire"):
-        save(model, tmp_path / "m")
+        save(other, tmp_path / "m")
     assert {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no staging directories
 
