@@ -138,6 +138,7 @@ def test_airshower_station_mask_zeroes_whole_stations(world: World) -> None:
 
 def test_lumin_dnn_on_higgsml_reads_the_jet_multiplicity(world: World) -> None:
     data = world.data("higgsml")
+    assert build("dnn", data, LUMIN_HIGGSML).n_parameters() == 23_311  # 31 features + 3
     model = build("dnn", data, dataclasses.replace(LUMIN_HIGGSML, width=6, depth=2)).eval()
     assert model.inputs == ("features", "jet_multiplicity")
     batch = first_batch(data)

@@ -15,8 +15,9 @@ family for any description:
   :func:`pd4ml.models.to_prediction`).
 
 Initialisation follows the activation (:mod:`pd4ml.models.layers`): He normal for Swish/ReLU,
-LeCun normal for SELU (with alpha dropout), zero biases. With 30 continuous inputs and the
-jet-multiplicity embedding the default configuration has LUMIN's 23,113 trainable parameters.
+LeCun normal for SELU (with alpha dropout), zero biases. :data:`LUMIN_HIGGSML` on LUMIN's 30
+continuous inputs has LUMIN's 23,113 trainable parameters; on pd4ml's HiggsML features (31:
+they keep the zero column ``PRI_tau_py`` and ``PRI_jet_num`` as a number) it has 23,311.
 """
 
 from __future__ import annotations
