@@ -215,6 +215,10 @@ class TrainingData:
                 "augmentation; pass one with TrainingData.with_augmentation(...) or set "
                 "augment=False"
             )
+        if wanted is not None and augmentation is not None:
+            # the augmentation may read arrays the model does not (HiggsML: ``missing``)
+            needs = tuple(getattr(augmentation, "needs", ()))
+            wanted = wanted + tuple(name for name in needs if name not in wanted)
         generator = np.random.default_rng([seed, epoch, rank, 1]) if augment else None
         for rows in batch_rows(
             self.n_events, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last
