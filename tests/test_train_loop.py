@@ -18,9 +18,18 @@ import pytest
 import torch
 from torch import nn
 
+import pd4ml.models
 from pd4ml.models import DataDescription, Model, ModelConfig
 from pd4ml.testing import ArchiveServer
-from pd4ml.train import Recipe, TrainingData, TrainingError, fit
+from pd4ml.train import (
+    Constant,
+    LRFinderResult,
+    Recipe,
+    TrainingData,
+    TrainingError,
+    find_learning_rate,
+    fit,
+)
 from pd4ml.train.checkpoint import FILENAME
 from pd4ml.train.data import to_tensors
 from tests.cases import World
@@ -89,7 +98,8 @@ def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
         assert torch.equal(left[name], right[name]), name
 
 
-FAST = Recipe(epochs=3, batch_size=32, learning_rate=0.02, seed=1, threads=1)
+# a constant learning rate: a shorter run is then exactly the start of a longer one
+FAST = Recipe(epochs=3, batch_size=32, learning_rate=0.02, seed=1, threads=1, schedule=Constant())
 
 
 # -- plain arrays
@@ -290,29 +300,24 @@ def test_validation_weighting_needs_validation_data() -> None:
 def test_learning_rate_find_runs_the_range_test_and_restores_the_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[float] = []
+    import pd4ml.train.loop as loop
 
-    @dataclasses.dataclass
-    class Found:
-        suggestion: float
+    found_results: list[LRFinderResult] = []
 
-        def plot(self, path: Path) -> None:
-            path.write_text("<svg/>")
+    def recording(train_step: Any, **options: Any) -> LRFinderResult:
+        result = find_learning_rate(train_step, **options)
+        found_results.append(result)
+        return result
 
-    def find_learning_rate(train_step: Any, **_: Any) -> Found:
-        for rate in (1e-4, 1e-3, 1e-2):
-            calls.append(train_step(rate))
-        return Found(0.02)
-
-    module = types.ModuleType("pd4ml.train.lr_finder")
-    module.find_learning_rate = find_learning_rate  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pd4ml.train.lr_finder", module)
+    monkeypatch.setattr(loop, "find_learning_rate", recording)
     train = toy(256, 0)
     found = fit(tiny(train), train, recipe=FAST.replace(learning_rate="find"), directory=tmp_path)
-    fixed = fit(tiny(train), train, recipe=FAST.replace(learning_rate=0.02))
-    assert len(calls) == 3 and all(math.isfinite(c) for c in calls)
-    assert (tmp_path / "lr_finder.svg").exists()
-    assert_same_weights(found.model, fixed.model)  # the test's steps left no trace
+    (sweep,) = found_results
+    assert len(sweep.learning_rates) > 10 and all(math.isfinite(x) for x in sweep.losses)
+    assert 1e-7 <= sweep.suggestion <= 10.0
+    assert (tmp_path / "lr_finder.svg").read_text().startswith("<")
+    fixed = fit(tiny(train), train, recipe=FAST.replace(learning_rate=sweep.suggestion))
+    assert_same_weights(found.model, fixed.model)  # the range test's steps left no trace
 
 
 # -- prepared splits
@@ -354,21 +359,29 @@ def test_to_tensors_shares_memory_on_the_cpu() -> None:
     assert batch["features"][0, 0] == 42
 
 
-def test_train_result_save_hands_model_and_recipe_to_pd4ml_models_save(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import pd4ml.models
-
-    calls: list[tuple[Any, ...]] = []
-
-    def save(model: nn.Module, directory: Path, *, recipe: Any = None, extra: Any = None) -> None:
-        calls.append((model, directory, recipe, extra))
-
-    monkeypatch.setattr(pd4ml.models, "save", save, raising=False)
+def test_train_result_save_writes_a_model_that_reloads_with_its_recipe(tmp_path: Path) -> None:
     train = toy(64, 0)
-    result = fit(tiny(train), train, train, FAST.replace(epochs=1))
-    result.save(tmp_path / "saved")
-    model, directory, recipe, extra = calls[0]
-    assert model is result.model and directory == tmp_path / "saved"
-    assert Recipe.from_json(recipe) == result.recipe
-    assert extra["validation"] == result.validation
+    model = pd4ml.models.DNN.build(train.description, pd4ml.models.DNNConfig(depth=1, width=4))
+    result = fit(model, train, train, FAST.replace(epochs=1))
+    path = result.save(tmp_path / "saved")
+    loaded = pd4ml.models.load(path)
+    info = json.loads((path / "model.json").read_text())
+    assert Recipe.from_json(info["recipe"]) == result.recipe
+    assert info["extra"]["validation"]["loss"] == pytest.approx(result.validation["loss"])
+    batch = to_tensors(next(train.batches(64)), "cpu")
+    inputs = [batch[name] for name in result.model.inputs]  # type: ignore[union-attr]
+    result.model.eval()
+    assert torch.equal(loaded(*inputs), result.model(*inputs))
+
+
+def test_history_json_is_strict_json_when_a_metric_is_infinite(tmp_path: Path) -> None:
+    import pd4ml.train.loop as loop
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    record = {"val_rejection_30": math.inf, "val_auc": 0.9, "spread": (math.nan, 1.0)}
+    loop._write_json(tmp_path / "history.json", [record])
+    text = (tmp_path / "history.json").read_text()
+    stored = json.loads(text, parse_constant=refuse)
+    assert stored == [{"val_rejection_30": None, "val_auc": 0.9, "spread": [None, 1.0]}]

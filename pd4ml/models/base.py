@@ -8,9 +8,10 @@ frozen configuration dataclass. It names the per-event input arrays it reads
     raw = model(*(batch[name] for name in model.inputs))   # (batch,) or (batch, n_classes)
 
 Arrays shared by all events (a grid's neighbour table) are never inputs: a model that needs one
-registers it as a buffer (saved with the weights, baked into an ONNX export), created with the
-shape and dtype of its :class:`ArraySpec` and filled from ``shared`` when given (a model rebuilt
-by :func:`pd4ml.models.load` gets it back from the weights file).
+registers it as a buffer (saved with the weights, baked into an ONNX export;
+:func:`pd4ml.models.graph_inputs.register_shared`), created with the shape and dtype of its
+:class:`ArraySpec` and filled from ``shared`` when given (a model rebuilt by
+:func:`pd4ml.models.load` gets it back from the weights file).
 
 ``forward`` returns the raw output: a logit for binary classification ``(batch,)``, logits
 ``(batch, n_classes)`` for more classes, the value ``(batch,)`` for a regression.
@@ -129,9 +130,15 @@ class Model(nn.Module):
         self.inputs = ("features",)
 
     @classmethod
-    def build(cls: type[_M], description: DataDescription, config: ModelConfig | None = None) -> _M:
-        """The model for data described by ``description`` (default configuration if None)."""
-        return cls(description, config if config is not None else cls.Config())
+    def build(
+        cls: type[_M],
+        description: DataDescription,
+        config: ModelConfig | None = None,
+        shared: Mapping[str, np.ndarray] | None = None,
+    ) -> _M:
+        """The model for data described by ``description`` (default configuration if None),
+        with the arrays ``shared`` by all events (grid tables) where the model uses them."""
+        return cls(description, config if config is not None else cls.Config(), shared)
 
     def predict(self, *arrays: torch.Tensor) -> torch.Tensor:
         """Probabilities (classification) or values (regression) for one batch."""
