@@ -29,6 +29,7 @@ from pd4ml.train import (
     TrainingError,
     find_learning_rate,
     fit,
+    predict,
 )
 from pd4ml.train.checkpoint import FILENAME
 from pd4ml.train.data import to_tensors
@@ -113,7 +114,8 @@ def test_fit_on_arrays_learns_and_writes_history(tmp_path: Path) -> None:
     assert [r["epoch"] for r in result.history] == list(range(5))
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     stored = json.loads((tmp_path / "history.json").read_text())
-    assert stored == json.loads(json.dumps(result.history))
+    # strict JSON: an infinite background rejection (no background left) is null
+    assert stored == json.loads(json.dumps(result.history).replace("Infinity", "null"))
     assert (tmp_path / FILENAME).exists()
 
 
@@ -385,3 +387,40 @@ def test_history_json_is_strict_json_when_a_metric_is_infinite(tmp_path: Path) -
     text = (tmp_path / "history.json").read_text()
     stored = json.loads(text, parse_constant=refuse)
     assert stored == [{"val_rejection_30": None, "val_auc": 0.9, "spread": [None, 1.0]}]
+
+
+def test_a_last_batch_of_one_event_is_left_out_so_batch_norm_can_train() -> None:
+    # 65 events in batches of 32: the third batch would hold one event, which batch norm
+    # cannot normalise in training mode
+    train = toy(65, 0)
+    model = pd4ml.models.DNN.build(
+        train.description, pd4ml.models.DNNConfig(depth=1, width=4, batch_norm=True)
+    )
+    result = fit(model, train, recipe=FAST.replace(epochs=1))
+    assert len(result.history) == 1
+    sizes = [len(batch["labels"]) for batch in train.batches(32, shuffle=True, smallest=2)]
+    assert sizes == [32, 32]
+    assert [len(b["labels"]) for b in train.batches(32)] == [32, 32, 1]
+
+
+def test_regression_targets_in_physical_units_train_through_the_target_scale() -> None:
+    generator = np.random.default_rng(0)
+    x = generator.normal(size=(1200, 4)).astype(np.float32)
+    y = (50.0 + 10.0 * x[:, 0]).astype(np.float32)  # "GeV": mean 50, spread 10
+    weights = np.where(np.arange(1200) % 2 == 0, 1.0, 3.0).astype(np.float32)
+    train = TrainingData.from_arrays(x[:1000], y[:1000], weights[:1000])
+    recipe = FAST.replace(epochs=3)
+    errors = {}
+    for scaled in (True, False):
+        model = pd4ml.models.DNN.build(train.description, pd4ml.models.DNNConfig(depth=1, width=8))
+        result = fit(model, train, recipe=recipe.replace(scale_targets=scaled))
+        prediction = predict(result.model, {"features": x[1000:]})
+        errors[scaled] = float(np.mean((prediction - y[1000:]) ** 2))
+        if scaled:
+            w, t = weights[:1000].astype(np.float64), y[:1000].astype(np.float64)
+            mean = np.average(t, weights=w)
+            std = np.sqrt(np.average((t - mean) ** 2, weights=w))
+            assert float(result.model.target_location) == pytest.approx(mean, rel=1e-6)
+            assert float(result.model.target_scale) == pytest.approx(std, rel=1e-6)
+    constant = float(np.mean((y[:1000].mean() - y[1000:]) ** 2))
+    assert errors[True] < 0.2 * constant < errors[False]

@@ -35,7 +35,7 @@ from torch import nn
 
 from pd4ml import metrics as metric_functions
 from pd4ml._logging import get_logger
-from pd4ml.models.base import Model, to_prediction
+from pd4ml.models.base import Model, set_target_scale, to_prediction
 from pd4ml.models.ensemble import Ensemble
 from pd4ml.models.saved import save as save_model
 from pd4ml.train.checkpoint import (
@@ -62,6 +62,8 @@ if TYPE_CHECKING:
 
 log = get_logger("train")
 
+#: Events per process below which a last training batch is left out of the epoch.
+_SMALLEST_BATCH = 2
 #: Recipe fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = frozenset({"threads", "device"})
 #: Batches between two updates of the progress bar (each reads the loss: a sync point).
@@ -182,11 +184,15 @@ def _fit(
         device = torch.device("cuda", context.local_rank)
     root = Path(directory) if directory is not None else None
     show = bar_enabled(progress) and context.is_main
+    regression = train_data.description.task == "regression"
+    target_moments = train_data.target_moments() if recipe.scale_targets and regression else None
     members: list[_Member] = []
     for index in range(recipe.ensemble):
         seed = recipe.seed + index
         _seed_everything(seed)
         member = _member_model(model, index, seed, recipe, train_data)
+        if target_moments is not None:
+            set_target_scale(member, target_moments[0], target_moments[1] or 1.0)
         folder = root / f"member{index}" if root is not None and recipe.ensemble > 1 else root
         label = f"member {index + 1}/{recipe.ensemble}" if recipe.ensemble > 1 else "training"
         run = _Run(member, train_data, val_data, recipe, seed, folder, device, context)
@@ -321,6 +327,7 @@ class _Run:
             rank=self.context.rank,
             names=self.names,
             augment=self.recipe.augment,
+            smallest=_SMALLEST_BATCH,
         )
         for count, batch in enumerate(batches, 1):
             loss, weight = self._step(batch, self.schedule)
@@ -584,6 +591,7 @@ class _Run:
                 rank=self.context.rank,
                 names=self.names,
                 augment=self.recipe.augment,
+                smallest=_SMALLEST_BATCH,
             )
             epoch += 1
 
@@ -628,8 +636,11 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 def _batches_per_epoch(n_events: int, batch_size: int, world_size: int) -> int:
+    """Optimizer steps per epoch: a last batch of fewer than :data:`_SMALLEST_BATCH` events per
+    process is left out (batch norm cannot train on one event; with shuffling, other events
+    are left out each epoch)."""
     full, remainder = divmod(n_events, batch_size)
-    return full + (1 if remainder and remainder >= world_size else 0)
+    return full + (1 if remainder and remainder >= _SMALLEST_BATCH * world_size else 0)
 
 
 def _higher_is_better(name: str) -> bool:

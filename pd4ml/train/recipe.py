@@ -86,6 +86,9 @@ class Recipe:
         amp: automatic mixed precision (CUDA only; ignored on CPU).
         weights: the per-event array used as sample weight (None: ``weights``, 1 where absent).
         balance_classes: rescale weights so that every class has the same total weight.
+        scale_targets: regression: before training, set the model's output scale and offset to
+            the standard deviation and mean of the training targets (weighted), so targets in
+            GeV train as fast as standardised ones.
         grad_clip: clip the gradient norm to this value (None: no clipping).
     """
 
@@ -110,12 +113,13 @@ class Recipe:
     amp: bool = False
     weights: str | None = None
     balance_classes: bool = False
+    scale_targets: bool = True
     grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
             _choice(name, getattr(self, name), choices)
-        for name in ("augment", "swa", "amp", "balance_classes"):
+        for name in ("augment", "swa", "amp", "balance_classes", "scale_targets"):
             if not isinstance(getattr(self, name), bool):
                 raise _wrong_type(name, getattr(self, name), "True or False")
         _integer("epochs", self.epochs, 1)
