@@ -134,11 +134,26 @@ def test_load_data_cartesian_aligned_and_train_statistics(
         "statistics not fitted on train once"
     )
     features = np.where(train["missing"], np.nan, train.features)
-    np.testing.assert_allclose(np.nanmean(features, axis=0), 0, atol=1e-4)
+    momenta = [i for i, name in enumerate(names) if name[-3:] in ("_px", "_py", "_pz")]
+    others = [i for i in range(len(names)) if i not in momenta]
+    np.testing.assert_allclose(np.nanmean(features[:, others], axis=0), 0, atol=1e-4)
     mean, scale = (
         np.array(train.metadata["info"]["mean"]),
         np.array(train.metadata["info"]["scale"]),
     )
+    # momenta: offset 0, x and y of an object share one scale (the scaling commutes with the
+    # φ rotations of the augmentation), the root mean square of the components
+    assert (mean[momenta] == 0).all()
+    for obj in ("tau", "lep", "jet_leading", "jet_subleading", "met"):
+        x, y = names.index(f"PRI_{obj}_px"), names.index(f"PRI_{obj}_py")
+        assert scale[x] == scale[y] > 0
+        raw = np.where(train["missing"], np.nan, train.features * scale + mean)[:, [x, y]]
+        np.testing.assert_allclose(scale[x], np.sqrt(np.nanmean(raw**2)), rtol=1e-3)
+    rotated = HiggsML.augmentation(train).random(
+        {"features": train.features, "missing": train["missing"]}, np.random.default_rng(0)
+    )["features"]
+    spread = np.nanstd(np.where(train["missing"], np.nan, rotated), axis=0)
+    assert (spread[momenta] < 3).all(), "augmented momenta stay of order one"
     physical = train.features * scale + mean
     np.testing.assert_allclose(physical[:, names.index("PRI_tau_py")], 0, atol=1e-3)  # tau at φ = 0
     assert (physical[:, names.index("PRI_tau_px")] > 0).all()
@@ -242,84 +257,84 @@ def test_outputs_are_unchanged_by_chunked_reading(
 # digests of the arrays and statistics preparation gave when it engineered and standardised a
 # whole split at once (6000 events, seed 5; statistics by np.nanmean / np.nanstd of all of train)
 RECORDED_HIGGSML_PREPARED = {
-    "cartesian/mean": "2449d4826a14bed4",
-    "cartesian/private_test/features": "a05d8bde9781be08",
-    "cartesian/private_test/jet_multiplicity": "a7a1ad55b8b77cd5",
-    "cartesian/private_test/kaggle_weights": "88172fb51c13f44b",
-    "cartesian/private_test/labels": "49e7aa6dd73d04f0",
-    "cartesian/private_test/missing": "3ed6b66de808b14b",
-    "cartesian/private_test/weights": "5467331d29cbfbc5",
-    "cartesian/public_test/features": "27aab79909052fb6",
-    "cartesian/public_test/jet_multiplicity": "ebb33611af0ad6c6",
-    "cartesian/public_test/kaggle_weights": "24ab925f54741bf7",
-    "cartesian/public_test/labels": "645779de84ec9140",
-    "cartesian/public_test/missing": "ade3b1c66d59e7ad",
-    "cartesian/public_test/weights": "fcf7e3ef61eeb163",
-    "cartesian/scale": "b8307076594ad164",
-    "cartesian/train/features": "2234d49096e2b692",
+    "cartesian/train/features": "179179608f6ce7c9",
     "cartesian/train/jet_multiplicity": "b29591c4005ae491",
     "cartesian/train/kaggle_weights": "21c7c4875c40fba6",
     "cartesian/train/labels": "e7cbeb19e67b5f58",
     "cartesian/train/missing": "d3cc9871b401119a",
     "cartesian/train/weights": "66c796e8458ee6d8",
-    "cartesian/val/features": "f2aff4e2f056311f",
-    "cartesian/val/jet_multiplicity": "ccb9af1e8fc5cba7",
-    "cartesian/val/kaggle_weights": "1f0dbb9b72dd1e82",
-    "cartesian/val/labels": "02004b9a7f86f541",
-    "cartesian/val/missing": "fc942c700fe9e0e4",
-    "cartesian/val/weights": "fd437034ed0551e8",
-    "polar/mean": "05d5541f93af35df",
-    "polar/private_test/features": "337ed9b7e4eeea1d",
-    "polar/private_test/jet_multiplicity": "a7a1ad55b8b77cd5",
-    "polar/private_test/kaggle_weights": "88172fb51c13f44b",
-    "polar/private_test/labels": "49e7aa6dd73d04f0",
-    "polar/private_test/missing": "af4ad9adb2365f23",
-    "polar/private_test/weights": "5467331d29cbfbc5",
-    "polar/public_test/features": "b7fc1f866c12ca95",
-    "polar/public_test/jet_multiplicity": "ebb33611af0ad6c6",
-    "polar/public_test/kaggle_weights": "24ab925f54741bf7",
-    "polar/public_test/labels": "645779de84ec9140",
-    "polar/public_test/missing": "d41e96088dc5d4c6",
-    "polar/public_test/weights": "fcf7e3ef61eeb163",
-    "polar/scale": "c96f99ab56ad85ff",
+    "unaligned/train/features": "35c96090a83c5b6b",
+    "unaligned/train/jet_multiplicity": "b29591c4005ae491",
+    "unaligned/train/kaggle_weights": "21c7c4875c40fba6",
+    "unaligned/train/labels": "e7cbeb19e67b5f58",
+    "unaligned/train/missing": "d3cc9871b401119a",
+    "unaligned/train/weights": "66c796e8458ee6d8",
     "polar/train/features": "f30615a835533070",
     "polar/train/jet_multiplicity": "b29591c4005ae491",
     "polar/train/kaggle_weights": "21c7c4875c40fba6",
     "polar/train/labels": "e7cbeb19e67b5f58",
     "polar/train/missing": "a3c6cd7bad463598",
     "polar/train/weights": "66c796e8458ee6d8",
+    "cartesian/val/features": "db10a1c7d84cb37d",
+    "cartesian/val/jet_multiplicity": "ccb9af1e8fc5cba7",
+    "cartesian/val/kaggle_weights": "1f0dbb9b72dd1e82",
+    "cartesian/val/labels": "02004b9a7f86f541",
+    "cartesian/val/missing": "fc942c700fe9e0e4",
+    "cartesian/val/weights": "fd437034ed0551e8",
+    "unaligned/val/features": "e0734e786374c089",
+    "unaligned/val/jet_multiplicity": "ccb9af1e8fc5cba7",
+    "unaligned/val/kaggle_weights": "1f0dbb9b72dd1e82",
+    "unaligned/val/labels": "02004b9a7f86f541",
+    "unaligned/val/missing": "fc942c700fe9e0e4",
+    "unaligned/val/weights": "fd437034ed0551e8",
     "polar/val/features": "360841ad10347650",
     "polar/val/jet_multiplicity": "ccb9af1e8fc5cba7",
     "polar/val/kaggle_weights": "1f0dbb9b72dd1e82",
     "polar/val/labels": "02004b9a7f86f541",
     "polar/val/missing": "c921ea7809288ee0",
     "polar/val/weights": "fd437034ed0551e8",
-    "unaligned/mean": "55a4582c651d5aca",
-    "unaligned/private_test/features": "051c895e134c93bb",
-    "unaligned/private_test/jet_multiplicity": "a7a1ad55b8b77cd5",
-    "unaligned/private_test/kaggle_weights": "88172fb51c13f44b",
-    "unaligned/private_test/labels": "49e7aa6dd73d04f0",
-    "unaligned/private_test/missing": "3ed6b66de808b14b",
-    "unaligned/private_test/weights": "5467331d29cbfbc5",
-    "unaligned/public_test/features": "0c4f54549a0c871a",
+    "cartesian/public_test/features": "af52aa08245d39e6",
+    "cartesian/public_test/jet_multiplicity": "ebb33611af0ad6c6",
+    "cartesian/public_test/kaggle_weights": "24ab925f54741bf7",
+    "cartesian/public_test/labels": "645779de84ec9140",
+    "cartesian/public_test/missing": "ade3b1c66d59e7ad",
+    "cartesian/public_test/weights": "fcf7e3ef61eeb163",
+    "unaligned/public_test/features": "2da688d8f9b13f94",
     "unaligned/public_test/jet_multiplicity": "ebb33611af0ad6c6",
     "unaligned/public_test/kaggle_weights": "24ab925f54741bf7",
     "unaligned/public_test/labels": "645779de84ec9140",
     "unaligned/public_test/missing": "ade3b1c66d59e7ad",
     "unaligned/public_test/weights": "fcf7e3ef61eeb163",
-    "unaligned/scale": "37a19e5c1e0a9255",
-    "unaligned/train/features": "dd9635c9b164bdae",
-    "unaligned/train/jet_multiplicity": "b29591c4005ae491",
-    "unaligned/train/kaggle_weights": "21c7c4875c40fba6",
-    "unaligned/train/labels": "e7cbeb19e67b5f58",
-    "unaligned/train/missing": "d3cc9871b401119a",
-    "unaligned/train/weights": "66c796e8458ee6d8",
-    "unaligned/val/features": "4bcf5188a0f0748b",
-    "unaligned/val/jet_multiplicity": "ccb9af1e8fc5cba7",
-    "unaligned/val/kaggle_weights": "1f0dbb9b72dd1e82",
-    "unaligned/val/labels": "02004b9a7f86f541",
-    "unaligned/val/missing": "fc942c700fe9e0e4",
-    "unaligned/val/weights": "fd437034ed0551e8",
+    "polar/public_test/features": "b7fc1f866c12ca95",
+    "polar/public_test/jet_multiplicity": "ebb33611af0ad6c6",
+    "polar/public_test/kaggle_weights": "24ab925f54741bf7",
+    "polar/public_test/labels": "645779de84ec9140",
+    "polar/public_test/missing": "d41e96088dc5d4c6",
+    "polar/public_test/weights": "fcf7e3ef61eeb163",
+    "cartesian/private_test/features": "1137818a045dcf03",
+    "cartesian/private_test/jet_multiplicity": "a7a1ad55b8b77cd5",
+    "cartesian/private_test/kaggle_weights": "88172fb51c13f44b",
+    "cartesian/private_test/labels": "49e7aa6dd73d04f0",
+    "cartesian/private_test/missing": "3ed6b66de808b14b",
+    "cartesian/private_test/weights": "5467331d29cbfbc5",
+    "unaligned/private_test/features": "325fdc1ef73b26b0",
+    "unaligned/private_test/jet_multiplicity": "a7a1ad55b8b77cd5",
+    "unaligned/private_test/kaggle_weights": "88172fb51c13f44b",
+    "unaligned/private_test/labels": "49e7aa6dd73d04f0",
+    "unaligned/private_test/missing": "3ed6b66de808b14b",
+    "unaligned/private_test/weights": "5467331d29cbfbc5",
+    "polar/private_test/features": "337ed9b7e4eeea1d",
+    "polar/private_test/jet_multiplicity": "a7a1ad55b8b77cd5",
+    "polar/private_test/kaggle_weights": "88172fb51c13f44b",
+    "polar/private_test/labels": "49e7aa6dd73d04f0",
+    "polar/private_test/missing": "af4ad9adb2365f23",
+    "polar/private_test/weights": "5467331d29cbfbc5",
+    "cartesian/mean": "f1e3521b97a3f62a",
+    "cartesian/scale": "08199300efe6bb0f",
+    "unaligned/mean": "f1e3521b97a3f62a",
+    "unaligned/scale": "e6807ecb8c40ff46",
+    "polar/mean": "05d5541f93af35df",
+    "polar/scale": "c96f99ab56ad85ff",
 }
 
 PREPARED_PARAMS = {"cartesian": {}, "unaligned": {"align": False}, "polar": {"cartesian": False}}

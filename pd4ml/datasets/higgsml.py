@@ -232,6 +232,32 @@ def to_cartesian(features: np.ndarray, align: bool) -> tuple[np.ndarray, list[st
     return np.stack([output[name] for name in names], axis=1), names
 
 
+def rotation_invariant_scaling(
+    names: Sequence[str], mean: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Standardisation that commutes with the φ rotations and y/z flips of the augmentation.
+
+    Every momentum component gets offset 0, and the x and y components of one object share a
+    scale, the root mean square of its transverse components (``z``: the root mean square of
+    pz), so a rotated or flipped event standardises to the rotated or flipped standardised
+    event. (Per-column means and standard deviations would not: after ``align``, the tau's py
+    is 0 with unit scale, and a rotation would turn it into raw GeV.) Other columns keep their
+    mean and standard deviation.
+    """
+    mean = np.array(mean, dtype=np.float64, copy=True)
+    scale = np.array(scale, dtype=np.float64, copy=True)
+    square = scale**2 + mean**2  # E[x²] per column
+    index = {name: i for i, name in enumerate(names)}
+    for name in (*OBJECTS, "met"):
+        x, y = index[f"PRI_{name}_px"], index[f"PRI_{name}_py"]
+        transverse = np.sqrt((square[x] + square[y]) / 2)
+        mean[[x, y]], scale[[x, y]] = 0.0, transverse
+        if f"PRI_{name}_pz" in index:
+            z = index[f"PRI_{name}_pz"]
+            mean[z], scale[z] = 0.0, np.sqrt(square[z])
+    return mean, scale
+
+
 def _engineered_chunks(
     cls: type[HiggsML], features: np.ndarray, params: Mapping[str, Any]
 ) -> Iterator[np.ndarray]:
@@ -373,7 +399,12 @@ class HiggsML(Dataset):
 
     name = "higgsml"
     convert_fingerprints: ClassVar[Mapping[int, str]] = {1: "952d5440f4f54759"}
-    prepare_fingerprints: ClassVar[Mapping[int, str]] = {1: "17bb7f4546a2bc84+9dfe1a4ee5d5326a"}
+    prepare_fingerprints: ClassVar[Mapping[int, str]] = {
+        1: "17bb7f4546a2bc84+9dfe1a4ee5d5326a",
+        2: "5aa7b4956c1beb2f+9dfe1a4ee5d5326a",
+    }
+    #: 2: momenta standardised so that the φ/flip augmentation commutes with the scaling
+    prepare_version = 2
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "public_test", "private_test")
     split_aliases: ClassVar[Mapping[str, str]] = {
         "test": "private_test",
@@ -399,6 +430,9 @@ class HiggsML(Dataset):
         """``mean`` and ``scale`` (standard deviation) of each engineered feature over train,
         ignoring NaN; :data:`_PREPARE_CHUNK` events are engineered at a time."""
         mean, scale = nan_mean_and_std(lambda: _engineered_chunks(cls, train.X[0], params))
+        if params["cartesian"]:
+            names = cls._engineered(np.asarray(train.X[0][:0]), params)[1]
+            mean, scale = rotation_invariant_scaling(names, mean, scale)
         return {"mean": mean, "scale": scale}
 
     @classmethod
