@@ -37,6 +37,7 @@ from pd4ml import metrics as metric_functions
 from pd4ml._logging import get_logger
 from pd4ml.models.base import Model, set_target_scale, to_prediction
 from pd4ml.models.ensemble import Ensemble
+from pd4ml.models.graphnet import MaskedBatchNorm
 from pd4ml.models.saved import save as save_model
 from pd4ml.train.checkpoint import (
     CheckpointError,
@@ -191,6 +192,8 @@ def _fit(
         seed = recipe.seed + index
         _seed_everything(seed)
         member = _member_model(model, index, seed, recipe, train_data)
+        # training draws from the seed alone, whether the model was built here or passed in
+        _seed_everything(seed)
         if target_moments is not None:
             set_target_scale(member, target_moments[0], target_moments[1] or 1.0)
         folder = root / f"member{index}" if root is not None and recipe.ensemble > 1 else root
@@ -432,7 +435,15 @@ class _Run:
 
     def _finish(self) -> _Member:
         validation: dict[str, float] = {}
-        if self.swa is not None:
+        averaged = self.swa is not None and int(self.swa.n_averaged) > 0
+        if self.swa is not None and not averaged:
+            log.warning(
+                "training stopped before stochastic weight averaging began (epoch %d of %d); "
+                "keeping the best epoch's weights",
+                self.swa_first_epoch + 1,
+                self.recipe.epochs,
+            )
+        if self.swa is not None and averaged:
             swa_model = self.swa.module
             self.model.load_state_dict(swa_model.state_dict())
             _update_batch_norm(self.model, self.train_data, self.names, self.recipe, self.device)
@@ -703,7 +714,11 @@ def _update_batch_norm(
 ) -> None:
     """Recompute batch-norm statistics of averaged weights with one pass over the training
     data (``torch.optim.swa_utils.update_bn`` for models with several inputs)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, (nn.modules.batchnorm._BatchNorm, MaskedBatchNorm))
+    ]
     if not norms:
         return
     momenta = {}
@@ -713,7 +728,7 @@ def _update_batch_norm(
         norm.momentum = None  # cumulative average over the pass
     model.train()
     with torch.no_grad():
-        for batch in data.batches(recipe.batch_size, names=names):
+        for batch in data.batches(recipe.batch_size, names=names, smallest=_SMALLEST_BATCH):
             tensors = to_tensors(batch, device)
             model(*(tensors[name] for name in names))
     for norm, momentum in momenta.items():
