@@ -844,6 +844,14 @@ def evaluate(
     )
 
 
+#: The keys of :func:`evaluate` per kind of task (multi-class: ``"multiclass"``).
+EVALUATED: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "auc", "rejection_30", "rejection_50", "bce"),
+    "multiclass": ("accuracy", "cross_entropy"),
+    "regression": ("mse", "mae", "bias", "resolution", "resolution_68"),
+}
+
+
 def higher_is_better(name: str) -> bool:
     """Whether a larger value of the metric ``name`` (a key of :func:`evaluate`, ``"ams"`` or
     ``"loss"``) is better: True for accuracy, AUC, rejections and AMS; False for losses and

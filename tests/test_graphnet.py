@@ -451,3 +451,22 @@ def test_onnx_export_matches_torch(world: World, tmp_path: Path, name: str) -> N
     model.eval()
     path = export_onnx(model, tmp_path / "graphnet.onnx")
     assert check_onnx(model, path, data.torch()[8:40]) < 1e-5
+
+
+@pytest.mark.parametrize("name", ["top_tagging", "smartbkg", "calice_ahcal"])
+def test_nan_in_padded_nodes_does_not_reach_the_output(world: World, name: str) -> None:
+    data = world.data(name)
+    model, _ = model_for(data)
+    model.eval()
+    padded = np.flatnonzero((~np.asarray(data["mask"])).any(axis=1))[:BATCH]
+    assert len(padded) > 1, "the synthetic events have padding"
+    batch = data.torch()[padded]
+    arrays = [batch[name] for name in model.inputs]
+    named = dict(zip(model.inputs, arrays, strict=True))
+    with torch.no_grad():
+        expected = model(*arrays)
+        features = named["features"].clone()
+        features[~named["mask"]] = float("nan")
+        named["features"] = features
+        got = model(*(named[key] for key in model.inputs))
+    torch.testing.assert_close(got, expected)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
+from pd4ml import metrics
 from pd4ml.errors import Pd4mlError, UnknownNameError
 from pd4ml.metrics import (
     MetricInputError,
@@ -429,3 +430,19 @@ def test_invalid_inputs_raise_clear_errors(call: object, message: str) -> None:
     with pytest.raises(MetricInputError, match=message) as caught:
         call()  # type: ignore[operator]
     assert isinstance(caught.value, ValueError) and isinstance(caught.value, Pd4mlError)
+
+
+def test_evaluated_names_are_the_keys_of_evaluate() -> None:
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    scores = np.array([0.1, 0.8, 0.3, 0.6, 0.9, 0.4])
+    assert (
+        tuple(metrics.evaluate("classification", labels, scores))
+        == (metrics.EVALUATED["classification"])
+    )
+    three = np.full((6, 3), 1 / 3)
+    assert (
+        tuple(metrics.evaluate("classification", labels, three))
+        == (metrics.EVALUATED["multiclass"])
+    )
+    values = labels.astype(float)
+    assert tuple(metrics.evaluate("regression", values, scores)) == metrics.EVALUATED["regression"]

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+import pd4ml.metrics
 import pd4ml.models
 from pd4ml.models import DataDescription, Model, ModelConfig
 from pd4ml.models.graphnet import MaskedBatchNorm
@@ -22,8 +23,11 @@ from pd4ml.testing import ArchiveServer
 from pd4ml.train import (
     Constant,
     LRFinderResult,
+    Plateau,
     Recipe,
+    RecipeError,
     TrainingData,
+    TrainingDataError,
     TrainingError,
     find_learning_rate,
     fit,
@@ -449,3 +453,52 @@ def test_regression_targets_in_physical_units_train_through_the_target_scale() -
             assert float(result.model.target_scale) == pytest.approx(std, rel=1e-6)
     constant = float(np.mean((y[:1000].mean() - y[1000:]) ** 2))
     assert errors[True] < 0.2 * constant < errors[False]
+
+
+def test_recipe_settings_that_cannot_apply_are_errors_before_training() -> None:
+    train = toy(64, 0)
+    with pytest.raises(RecipeError, match=r"Plateau.*val="):
+        fit(tiny(train), train, recipe=FAST.replace(schedule=Plateau()))
+    with pytest.raises(RecipeError, match="not a metric of a classification"):
+        fit(tiny(train), train, train, FAST.replace(monitor="mse"))
+    with pytest.raises(TrainingDataError, match="kaggle_weights"):
+        fit(tiny(train), train, recipe=FAST.replace(weights="kaggle_weights"))
+
+
+class _Copies:
+    """Test-time copies: the batch itself, then copies with features scaled by ``factor``."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+        self.calls: list[int] = []
+
+    def random(self, batch: Mapping[str, np.ndarray], generator: np.random.Generator) -> Any:
+        return dict(batch)
+
+    def variants(self, batch: Mapping[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:
+        self.calls.append(n)
+        scaled = {**batch, "features": batch["features"] * np.float32(self.factor)}
+        return [dict(batch)] + [scaled] * (n - 1)
+
+
+def test_validation_averages_the_recipe_tta_copies() -> None:
+    train, val = toy(256, 0), toy(128, 1)
+    plain = fit(tiny(train), train, val, FAST.replace(epochs=1))
+    identical = _Copies(1.0)
+    same = fit(tiny(train), train, val.with_augmentation(identical), FAST.replace(epochs=1, tta=4))
+    assert identical.calls and set(identical.calls) == {4}
+    assert same.validation["auc"] == plain.validation["auc"]
+    assert same.validation["loss"] == pytest.approx(plain.validation["loss"], rel=1e-5)
+    # copies with the features zeroed: the mean of 1 real and 3 uninformative predictions
+    zeroed = fit(
+        tiny(train), train, val.with_augmentation(_Copies(0.0)), FAST.replace(tta=4, epochs=1)
+    )
+    model = zeroed.model
+    batch = to_tensors(next(val.batches(128)), "cpu")
+    with torch.no_grad():
+        real = model.predict(batch["features"])
+        blank = model.predict(torch.zeros_like(batch["features"]))
+    expected = pd4ml.metrics.roc_auc(batch["labels"].numpy(), ((real + 3 * blank) / 4).numpy())
+    assert zeroed.validation["auc"] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(RecipeError, match="tta 2 needs an augmentation"):
+        fit(tiny(train), train, val, FAST.replace(tta=2))

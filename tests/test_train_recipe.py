@@ -107,3 +107,11 @@ def test_default_schedule_is_one_cycle() -> None:
     state = schedule.start(0.01, 100, 10)
     assert state.learning_rate(0) > 0
     state.load_state_dict(state.state_dict())
+
+
+def test_plateau_mode_must_follow_the_monitor() -> None:
+    with pytest.raises(RecipeError, match=r"Plateau\(mode='max'\)"):
+        Recipe(schedule=Plateau(), monitor="auc")
+    assert Recipe(schedule=Plateau(mode="max"), monitor="auc").schedule.mode == "max"
+    with pytest.raises(RecipeError, match=r"Plateau\(mode='min'\)"):
+        Recipe(schedule=Plateau(mode="max"))

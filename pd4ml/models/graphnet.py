@@ -297,7 +297,9 @@ class GraphNet(Model):
         shared = {name: getattr(self, name) for name in self.input_graph.shared}
         graph = self.input_graph(arrays, shared)
         real = graph.mask[..., None].to(graph.nodes.dtype)
-        nodes = self.pre(graph.nodes) * real
+        # padded slots may hold anything, NaN included: zero them before any arithmetic
+        inputs = torch.where(graph.mask[..., None], graph.nodes, torch.zeros_like(graph.nodes))
+        nodes = self.pre(inputs) * real
         for block in self.graph_blocks:
             nodes = block(graph, nodes)
         pooled = (nodes * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)

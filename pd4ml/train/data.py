@@ -36,9 +36,13 @@ class TrainingDataError(Pd4mlError, ValueError):
 
 
 class Augmentation(Protocol):
-    """A random physical transform of a batch (see ``pd4ml.datasets.augment``)."""
+    """The physical transforms of a batch (``pd4ml.datasets.augment.Augmentation``): one random
+    transform per event for training, ``n`` fixed copies (the first unchanged) for test-time
+    augmentation."""
 
     def random(self, batch: Mapping[str, np.ndarray], generator: np.random.Generator) -> Batch: ...
+
+    def variants(self, batch: Mapping[str, np.ndarray], n: int) -> list[Batch]: ...
 
 
 class TrainingData:
@@ -331,6 +335,12 @@ def as_training_data(data: TrainingData | PreparedData, weights: str | None = No
         if weights is not None and data.prepared is not None:
             return TrainingData.from_prepared(data.prepared, weights)._copy(
                 augmentation=data.augmentation, class_factors=data.class_factors
+            )
+        if weights not in (None, "weights"):
+            raise TrainingDataError(
+                f"Recipe.weights names the array {weights!r}, but arrays given with "
+                "TrainingData.from_arrays carry their weights in `weights`; pass that array "
+                "as weights= there and leave Recipe.weights as None"
             )
         return data
     from pd4ml.datasets.results import PreparedData

@@ -56,6 +56,7 @@ from pd4ml.train.losses import LossName, prediction_loss, resolve_loss, weighted
 from pd4ml.train.lr_finder import find_learning_rate
 from pd4ml.train.progress import TrainingProgress, bar_enabled
 from pd4ml.train.recipe import Recipe, RecipeError, TrainingError
+from pd4ml.train.schedules import Plateau
 
 if TYPE_CHECKING:
     from pd4ml.datasets.results import PreparedData
@@ -179,6 +180,16 @@ def _fit(
         raise RecipeError("Recipe.ensemble_weighting 'validation' needs validation data (val=)")
     if recipe.monitor != "loss" and val_data is None:
         raise RecipeError(f"Recipe.monitor {recipe.monitor!r} needs validation data (val=)")
+    if isinstance(recipe.schedule, Plateau) and val_data is None:
+        raise RecipeError("Recipe.schedule Plateau reduces on a validation metric: pass val=")
+    description = train_data.description
+    kind = "multiclass" if description.n_classes > 2 else description.task
+    known = [name for name in metric_functions.EVALUATED[kind] if name != "bias"]
+    if recipe.monitor != "loss" and recipe.monitor not in known:
+        raise RecipeError(
+            f"Recipe.monitor {recipe.monitor!r} is not a metric of a "
+            f"{train_data.description.task} (choose 'loss' or one of {', '.join(known)})"
+        )
     device = device_for(recipe.device)
     context = from_environment(device)
     if context.enabled and device.type == "cuda":
@@ -667,20 +678,47 @@ def _validate(
     ensemble: bool = False,
 ) -> dict[str, float]:
     """The weighted loss and ``pd4ml.metrics.evaluate`` metrics of ``model`` on ``data``
-    (one pass, no gradients; raw outputs for a model, predictions for an ensemble)."""
+    (one pass, no gradients; raw outputs for a model, predictions for an ensemble). With
+    ``recipe.tta`` > 0 the predictions are the mean over that many copies of each batch from
+    the data's augmentation (its ``variants``), and the loss is that of the mean prediction."""
     description = getattr(model, "description", data.description)
     loss_name = resolve_loss(recipe.loss, data.description)
     names = tuple(model.inputs)  # type: ignore[arg-type]
+    augmentation = data.default_augmentation() if recipe.tta > 0 else None
+    if recipe.tta > 0 and augmentation is None:
+        raise RecipeError(
+            f"Recipe.tta {recipe.tta} needs an augmentation, and "
+            f"{data.description.dataset or 'these arrays'} declare none "
+            "(TrainingData.with_augmentation(...), or tta=0)"
+        )
+    read = names + tuple(n for n in getattr(augmentation, "needs", ()) if n not in names)
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     weight_sum = torch.zeros((), dtype=torch.float64, device=device)
     predictions, labels, weights = [], [], []
     with torch.no_grad():
-        for batch in data.batches(max(recipe.batch_size, 1024), names=names):
+        for batch in data.batches(max(recipe.batch_size, 1024), names=read):
             tensors = to_tensors(batch, device)
-            output = model(*(tensors[name] for name in names))
             weight = tensors["weights"].sum()
+            if augmentation is not None:
+                copies = [
+                    to_tensors(copy, device) for copy in augmentation.variants(batch, recipe.tta)
+                ]
+                outputs = [model(*(copy[name] for name in names)) for copy in copies]
+                prediction = torch.stack(
+                    [o if ensemble else to_prediction(description, o) for o in outputs]
+                ).mean(0)
+                loss = prediction_loss(loss_name, prediction, tensors["labels"], tensors["weights"])
+                loss_sum += loss.double() * weight
+                weight_sum += weight
+                predictions.append(
+                    prediction.float().reshape(len(batch["labels"]), -1).cpu().numpy()
+                )
+                labels.append(batch["labels"])
+                weights.append(batch["weights"])
+                continue
+            output = model(*(tensors[name] for name in names))
             if ensemble:
                 prediction = output
                 loss = prediction_loss(loss_name, output, tensors["labels"], tensors["weights"])

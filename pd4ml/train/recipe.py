@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pd4ml.errors import Pd4mlError
-from pd4ml.train.schedules import OneCycle, Schedule, ScheduleError, schedule_from_json
+from pd4ml.metrics import higher_is_better
+from pd4ml.train.schedules import OneCycle, Plateau, Schedule, ScheduleError, schedule_from_json
 
 
 class RecipeError(Pd4mlError, ValueError):
@@ -75,7 +76,8 @@ class Recipe:
         loss: ``"auto"`` (BCE for binary, cross-entropy for multi-class, MSE for regression),
             ``"bce"``, ``"cross_entropy"``, ``"mse"`` or ``"huber"`` (δ = 1).
         augment: train-time augmentation by the data's declared physical symmetries.
-        tta: test-time augmentation copies for prediction (0 = none).
+        tta: test-time augmentation copies averaged in every validation (0 = none; the
+            data's augmentation gives them; ``predict(..., tta=...)`` does the same at inference).
         ensemble: number of members, trained from seeds ``seed``, ``seed + 1``, ...
         ensemble_weighting: ``"uniform"`` or ``"validation"`` (weights ∝ 1 / validation loss).
         swa: stochastic weight averaging from the fraction ``swa_start`` of the epochs on.
@@ -87,8 +89,10 @@ class Recipe:
         weights: the per-event array used as sample weight (None: ``weights``, 1 where absent).
         balance_classes: rescale weights so that every class has the same total weight.
         scale_targets: regression: before training, set the model's output scale and offset to
-            the standard deviation and mean of the training targets (weighted), so targets in
-            GeV train as fast as standardised ones.
+            the standard deviation and mean of the training targets (weighted), so the network
+            learns numbers of order one whatever the units (with Adam, which is invariant to
+            the loss scale, as fast as on standardised targets; Huber's δ = 1 stays in the
+            targets' units).
         grad_clip: clip the gradient norm to this value (None: no clipping).
     """
 
@@ -150,6 +154,15 @@ class Recipe:
             raise _wrong_type(
                 "schedule", self.schedule, "a schedule of pd4ml.train.schedules (e.g. OneCycle())"
             )
+
+        if isinstance(self.schedule, Plateau):
+            wanted = "max" if self.monitor != "loss" and higher_is_better(self.monitor) else "min"
+            if self.schedule.mode != wanted:
+                raise RecipeError(
+                    f"Recipe.schedule Plateau(mode={self.schedule.mode!r}) would reduce the "
+                    f"learning rate while Recipe.monitor {self.monitor!r} improves; use "
+                    f"Plateau(mode={wanted!r})"
+                )
 
     def _set_float(self, name: str, *, minimum: float, strict: bool = False) -> None:
         value = getattr(self, name)
