@@ -7,7 +7,8 @@ The events are the real subset of the official file in ``../shared/data/higgsml`
 and 4,999 background events of the training set ``t``; see its PROVENANCE.md). Five stratified
 folds (fixed seed): each fold is scored once by models trained on the other four. The features
 are those of ``HiggsML.load_data()`` (Cartesian momenta aligned to the tau, standardised with the
-training folds' mean and standard deviation, undefined values 0), engineered here per fold so no
+training folds' statistics — momenta with the rotation-invariant scaling of
+``rotation_invariant_scaling`` — undefined values 0), engineered here per fold so no
 statistic sees the scored fold.
 
 - **LUMIN-style**: an ensemble of small dense-connected Swish networks with an embedding of the
@@ -41,6 +42,7 @@ from pd4ml.datasets.higgsml import (
     FEATURE_NAMES,
     MomentumAugmentation,
     read_higgsml_csv,
+    rotation_invariant_scaling,
     to_cartesian,
 )
 from pd4ml.metrics import roc_auc
@@ -83,8 +85,9 @@ def fold_arrays(
     """All events engineered as ``HiggsML.load_data()`` does, with statistics of ``train`` rows
     only, and the matching φ-rotation/flip augmentation."""
     engineered, names = to_cartesian(sample["raw"], True)
-    mean = np.nanmean(engineered[train], axis=0)
-    scale = np.nanstd(engineered[train], axis=0)
+    mean, scale = rotation_invariant_scaling(
+        names, np.nanmean(engineered[train], axis=0), np.nanstd(engineered[train], axis=0)
+    )
     scale = np.where(scale > 0, scale, 1.0)
     undefined = np.isnan(engineered)
     features = (engineered - mean) / scale

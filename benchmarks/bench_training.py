@@ -123,7 +123,9 @@ def harness(
     data = TrainingData.from_arrays(
         arrays["features"], arrays["labels"], arrays["weights"], **inputs
     )
-    recipe = Recipe(learning_rate=1e-3, schedule=Constant(), epochs=epochs, batch_size=batch_size)
+    recipe = Recipe(
+        learning_rate=1e-3, schedule=Constant(), epochs=epochs, batch_size=batch_size, device="cpu"
+    )
     started = time.perf_counter()
     fit(model, data, recipe=recipe, progress="off")
     return len(arrays["labels"]) * epochs / (time.perf_counter() - started)
@@ -169,6 +171,7 @@ def ensemble_and_inference(args: argparse.Namespace) -> dict[str, float]:
         augment=True,
         ensemble=10,
         balance_classes=True,
+        device="cpu",
     )
     started = time.perf_counter()
     result = fit(DNN.build(data.description, LUMIN_HIGGSML), data, recipe=recipe, progress="off")
