@@ -5,8 +5,9 @@
     python benchmarks/bench_shared_models.py --datasets higgsml,eos --load both
 
 For each of the 8 datasets, synthetic files in the official raw layout
-(:mod:`pd4ml.testing.synthetic`) are served by the loopback archive server (in a separate
-process: ``ArchiveServer`` runs its own), downloaded, converted and prepared like real data;
+(:mod:`pd4ml.testing.synthetic`) are served by the loopback archive server (a thread of this
+process, idle while timing: every split is downloaded and prepared before the timed training),
+downloaded, converted and prepared like real data;
 FCN and GraphNet (small widths, see :data:`FCN_CONFIG` and :data:`GRAPHNET_CONFIG`) are trained
 with :func:`pd4ml.train.fit` on the train split and scored with :func:`pd4ml.train.predict.predict`
 on a held-out split (``test``; HiggsML: ``public_test`` + ``private_test``, the official file's
