@@ -34,20 +34,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import competing_load, conditions, print_table  # noqa: E402
+from common import competing_load, conditions, print_table
 
-from pd4ml.datasets.augment import CartesianMomenta  # noqa: E402
-from pd4ml.datasets.higgsml import (  # noqa: E402
+from pd4ml.datasets.augment import CartesianMomenta
+from pd4ml.datasets.higgsml import (
     FEATURE_NAMES,
     MomentumAugmentation,
     read_higgsml_csv,
     to_cartesian,
 )
-from pd4ml.metrics import roc_auc  # noqa: E402
-from pd4ml.models import DNN, FCN, LUMIN_HIGGSML, FCNConfig  # noqa: E402
-from pd4ml.train import Recipe, TrainingData, fit  # noqa: E402
-from pd4ml.train.predict import predict  # noqa: E402
-from pd4ml.train.schedules import Constant, OneCycle  # noqa: E402
+from pd4ml.metrics import roc_auc
+from pd4ml.models import DNN, FCN, LUMIN_HIGGSML, FCNConfig
+from pd4ml.train import Constant, OneCycle, Recipe, TrainingData, fit, predict
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "higgsml"
 TARGET_AUC = 0.925
@@ -231,9 +229,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{np.mean(infer_s):.2f}",
                 ]
             )
-        rows.append(
-            [f"target (LUMIN-style)", f"≥ {TARGET_AUC}", f"≤ {TARGET_SECONDS:.0f}", ""]
-        )
+        rows.append(["target (LUMIN-style)", f"≥ {TARGET_AUC}", f"≤ {TARGET_SECONDS:.0f}", ""])
         print_table(["model", "weighted AUC (mean ± sd)", "train s/fold", "infer s/fold"], rows)
         lumin_auc = float(np.mean([r["auc"] for r in results["lumin"]]))
         lumin_s = float(np.mean([r["train_s"] for r in results["lumin"]]))

@@ -39,21 +39,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_higgsml_cv import SAMPLE, fold_arrays, read_sample  # noqa: E402
-from common import competing_load, conditions, print_table  # noqa: E402
+from bench_higgsml_cv import SAMPLE, fold_arrays, read_sample
+from common import competing_load, conditions, print_table
 
-from pd4ml.graphs import knn_neighbours  # noqa: E402
-from pd4ml.models import (  # noqa: E402
+from pd4ml.graphs import knn_neighbours
+from pd4ml.models import (
     DNN,
     FCN,
     LUMIN_HIGGSML,
     FCNConfig,
+    GraphNet,
+    GraphNetConfig,
     describe_arrays,
 )
-from pd4ml.models.graphnet import GraphNet, GraphNetConfig  # noqa: E402
-from pd4ml.train import Recipe, TrainingData, fit  # noqa: E402
-from pd4ml.train.predict import predict  # noqa: E402
-from pd4ml.train.schedules import Constant, OneCycle  # noqa: E402
+from pd4ml.train import Constant, OneCycle, Recipe, TrainingData, fit, predict
 
 HARNESS_TARGET = 0.80
 INFERENCE_TARGET_S = 90.0
@@ -124,9 +123,7 @@ def harness(
     data = TrainingData.from_arrays(
         arrays["features"], arrays["labels"], arrays["weights"], **inputs
     )
-    recipe = Recipe(
-        learning_rate=1e-3, schedule=Constant(), epochs=epochs, batch_size=batch_size
-    )
+    recipe = Recipe(learning_rate=1e-3, schedule=Constant(), epochs=epochs, batch_size=batch_size)
     started = time.perf_counter()
     fit(model, data, recipe=recipe, progress="off")
     return len(arrays["labels"]) * epochs / (time.perf_counter() - started)
@@ -181,8 +178,13 @@ def ensemble_and_inference(args: argparse.Namespace) -> dict[str, float]:
     predict(result.model, test_inputs, tta=8, augmentation=augmentation)
     infer_s = time.perf_counter() - started
     bare_s = bare_inference(result.model, test_inputs, augmentation)
-    return {"train_s": train_s, "infer_s": infer_s, "bare_infer_s": bare_s, "n_train": n_train,
-            "n_test": n_test}
+    return {
+        "train_s": train_s,
+        "infer_s": infer_s,
+        "bare_infer_s": bare_s,
+        "n_train": n_train,
+        "n_test": n_test,
+    }
 
 
 def bare_inference(
@@ -221,8 +223,16 @@ def main() -> int:
     higgs_fcn = {k: higgs[k] for k in ("features", "labels", "weights")}
     jet_arrays = jets(max(int(4_000 * args.scale), 256), seed=0)
     fcn_description = describe_arrays(higgs_fcn["features"], higgs_fcn["labels"])
-    graph_inputs = {k: v for k, v in jet_arrays.items() if k not in ("features", "labels", "weights")}
-    graph_description = describe_arrays(jet_arrays["features"], jet_arrays["labels"], **graph_inputs)
+    graph_inputs = {
+        k: v for k, v in jet_arrays.items() if k not in ("features", "labels", "weights")
+    }
+    graph_description = describe_arrays(
+        jet_arrays["features"], jet_arrays["labels"], **graph_inputs
+    )
+    # one-time costs of the process (torch.optim imports torch._dynamo on first use) are paid
+    # before anything is timed, by both contestants alike
+    warm_up = TrainingData.from_arrays(higgs_fcn["features"][:512], higgs_fcn["labels"][:512])
+    fit(FCN.build(fcn_description, FCNConfig(depth=1, width=4)), warm_up, progress="off")
     for label, busy in conditions(args.load):
         with competing_load(busy) as spinners:
             fcn_rates = paired(
@@ -236,25 +246,45 @@ def main() -> int:
                 args.repeats,
             )
             ensemble = None if args.skip_ensemble else ensemble_and_inference(args)
-        print(f"\n### {label} ({spinners} busy processes, torch threads {torch.get_num_threads()})\n")
+        print(
+            f"\n### {label} ({spinners} busy processes, torch threads {torch.get_num_threads()})\n"
+        )
         rows = [
-            ["FCN 12×256, HiggsML-shaped, batch 256", f"{fcn_rates[0]:,.0f} ev/s",
-             f"{fcn_rates[1]:,.0f} ev/s", f"{fcn_rates[2]:.0%}", f"≥ {HARNESS_TARGET:.0%}"],
-            ["GraphNet width 64, 100 constituents, k=7, batch 64", f"{graph_rates[0]:,.0f} ev/s",
-             f"{graph_rates[1]:,.0f} ev/s", f"{graph_rates[2]:.0%}", "—"],
+            [
+                "FCN 12×256, HiggsML-shaped, batch 256",
+                f"{fcn_rates[0]:,.0f} ev/s",
+                f"{fcn_rates[1]:,.0f} ev/s",
+                f"{fcn_rates[2]:.0%}",
+                f"≥ {HARNESS_TARGET:.0%}",
+            ],
+            [
+                "GraphNet width 64, 100 constituents, k=7, batch 64",
+                f"{graph_rates[0]:,.0f} ev/s",
+                f"{graph_rates[1]:,.0f} ev/s",
+                f"{graph_rates[2]:.0%}",
+                "—",
+            ],
         ]
         ok = ok and fcn_rates[2] >= HARNESS_TARGET
         if ensemble is not None:
-            rows.append([
-                f"10-member ensemble, {ensemble['n_train']:,.0f} events × 15 epochs",
-                f"{ensemble['train_s']:.0f} s", "—", "—", "LUMIN 720–774 s (6 cores)",
-            ])
-            rows.append([
-                f"inference, 8× TTA, {ensemble['n_test']:,.0f} events",
-                f"{ensemble['infer_s']:.1f} s", f"{ensemble['bare_infer_s']:.1f} s",
-                f"{ensemble['bare_infer_s'] / ensemble['infer_s']:.0%}",
-                f"≤ {INFERENCE_TARGET_S * args.scale:.0f} s",
-            ])
+            rows.append(
+                [
+                    f"10-member ensemble, {ensemble['n_train']:,.0f} events × 15 epochs",
+                    f"{ensemble['train_s']:.0f} s",
+                    "—",
+                    "—",
+                    "LUMIN 720–774 s (6 cores)",
+                ]
+            )
+            rows.append(
+                [
+                    f"inference, 8× TTA, {ensemble['n_test']:,.0f} events",
+                    f"{ensemble['infer_s']:.1f} s",
+                    f"{ensemble['bare_infer_s']:.1f} s",
+                    f"{ensemble['bare_infer_s'] / ensemble['infer_s']:.0%}",
+                    f"≤ {INFERENCE_TARGET_S * args.scale:.0f} s",
+                ]
+            )
             ok = ok and ensemble["infer_s"] <= INFERENCE_TARGET_S * args.scale
         print_table(["measurement", "harness", "bare loop", "harness / bare", "target"], rows)
     print(f"\ntargets {'met' if ok else 'MISSED'}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -118,10 +117,6 @@ def test_regression_exports_values_and_multiclass_probabilities(tmp_path: Path) 
     np.testing.assert_allclose(output.sum(1), 1.0, rtol=1e-6)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("PD4ML_TEST_DYNAMO_EXPORT"),
-    reason="the dynamo exporter takes 15-30 s per model on 2 cores; set PD4ML_TEST_DYNAMO_EXPORT=1",
-)
 def test_the_dynamo_exporter_gives_the_same_predictions(tmp_path: Path) -> None:
     model = DNN(description(), DNNConfig(depth=2, width=4, embeddings=EMBEDDING))
     path = export_onnx(model, tmp_path / "dynamo.onnx", exporter="dynamo")

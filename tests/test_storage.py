@@ -548,6 +548,7 @@ HELPERS = {
     "npyio": "fetch",
     "citation": "manifest",
     "testing": "datasets",
+    "metrics": None,
 }
 
 
@@ -559,7 +560,9 @@ def imported_modules(path: Path) -> Iterator[tuple[int, str]]:
             yield node.lineno, node.module
 
 
-@pytest.mark.parametrize("layer", ["manifest", "cache", "fetch", "datasets", "adapters"])
+@pytest.mark.parametrize(
+    "layer", ["manifest", "cache", "fetch", "datasets", "adapters", "models", "train"]
+)
 def test_nothing_imports_upward(layer: str) -> None:
     own = LAYERS.index(layer)
     paths = [PACKAGE / f"{layer}.py"] if (PACKAGE / f"{layer}.py").exists() else []

@@ -18,9 +18,19 @@ import pytest
 import torch
 from torch import nn
 
+import pd4ml.models
 from pd4ml.models import DataDescription, Model, ModelConfig
 from pd4ml.testing import ArchiveServer
-from pd4ml.train import Recipe, TrainingData, TrainingError, fit
+from pd4ml.train import (
+    Constant,
+    LRFinderResult,
+    Recipe,
+    TrainingData,
+    TrainingError,
+    find_learning_rate,
+    fit,
+    predict,
+)
 from pd4ml.train.checkpoint import FILENAME
 from pd4ml.train.data import to_tensors
 from tests.cases import World
@@ -89,7 +99,8 @@ def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
         assert torch.equal(left[name], right[name]), name
 
 
-FAST = Recipe(epochs=3, batch_size=32, learning_rate=0.02, seed=1, threads=1)
+# a constant learning rate: a shorter run is then exactly the start of a longer one
+FAST = Recipe(epochs=3, batch_size=32, learning_rate=0.02, seed=1, threads=1, schedule=Constant())
 
 
 # -- plain arrays
@@ -103,7 +114,8 @@ def test_fit_on_arrays_learns_and_writes_history(tmp_path: Path) -> None:
     assert [r["epoch"] for r in result.history] == list(range(5))
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     stored = json.loads((tmp_path / "history.json").read_text())
-    assert stored == json.loads(json.dumps(result.history))
+    # strict JSON: an infinite background rejection (no background left) is null
+    assert stored == json.loads(json.dumps(result.history).replace("Infinity", "null"))
     assert (tmp_path / FILENAME).exists()
 
 
@@ -290,29 +302,24 @@ def test_validation_weighting_needs_validation_data() -> None:
 def test_learning_rate_find_runs_the_range_test_and_restores_the_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[float] = []
+    import pd4ml.train.loop as loop
 
-    @dataclasses.dataclass
-    class Found:
-        suggestion: float
+    found_results: list[LRFinderResult] = []
 
-        def plot(self, path: Path) -> None:
-            path.write_text("<svg/>")
+    def recording(train_step: Any, **options: Any) -> LRFinderResult:
+        result = find_learning_rate(train_step, **options)
+        found_results.append(result)
+        return result
 
-    def find_learning_rate(train_step: Any, **_: Any) -> Found:
-        for rate in (1e-4, 1e-3, 1e-2):
-            calls.append(train_step(rate))
-        return Found(0.02)
-
-    module = types.ModuleType("pd4ml.train.lr_finder")
-    module.find_learning_rate = find_learning_rate  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "pd4ml.train.lr_finder", module)
+    monkeypatch.setattr(loop, "find_learning_rate", recording)
     train = toy(256, 0)
     found = fit(tiny(train), train, recipe=FAST.replace(learning_rate="find"), directory=tmp_path)
-    fixed = fit(tiny(train), train, recipe=FAST.replace(learning_rate=0.02))
-    assert len(calls) == 3 and all(math.isfinite(c) for c in calls)
-    assert (tmp_path / "lr_finder.svg").exists()
-    assert_same_weights(found.model, fixed.model)  # the test's steps left no trace
+    (sweep,) = found_results
+    assert len(sweep.learning_rates) > 10 and all(math.isfinite(x) for x in sweep.losses)
+    assert 1e-7 <= sweep.suggestion <= 10.0
+    assert (tmp_path / "lr_finder.svg").read_text().startswith("<")
+    fixed = fit(tiny(train), train, recipe=FAST.replace(learning_rate=sweep.suggestion))
+    assert_same_weights(found.model, fixed.model)  # the range test's steps left no trace
 
 
 # -- prepared splits
@@ -354,21 +361,66 @@ def test_to_tensors_shares_memory_on_the_cpu() -> None:
     assert batch["features"][0, 0] == 42
 
 
-def test_train_result_save_hands_model_and_recipe_to_pd4ml_models_save(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import pd4ml.models
-
-    calls: list[tuple[Any, ...]] = []
-
-    def save(model: nn.Module, directory: Path, *, recipe: Any = None, extra: Any = None) -> None:
-        calls.append((model, directory, recipe, extra))
-
-    monkeypatch.setattr(pd4ml.models, "save", save, raising=False)
+def test_train_result_save_writes_a_model_that_reloads_with_its_recipe(tmp_path: Path) -> None:
     train = toy(64, 0)
-    result = fit(tiny(train), train, train, FAST.replace(epochs=1))
-    result.save(tmp_path / "saved")
-    model, directory, recipe, extra = calls[0]
-    assert model is result.model and directory == tmp_path / "saved"
-    assert Recipe.from_json(recipe) == result.recipe
-    assert extra["validation"] == result.validation
+    model = pd4ml.models.DNN.build(train.description, pd4ml.models.DNNConfig(depth=1, width=4))
+    result = fit(model, train, train, FAST.replace(epochs=1))
+    path = result.save(tmp_path / "saved")
+    loaded = pd4ml.models.load(path)
+    info = json.loads((path / "model.json").read_text())
+    assert Recipe.from_json(info["recipe"]) == result.recipe
+    assert info["extra"]["validation"]["loss"] == pytest.approx(result.validation["loss"])
+    batch = to_tensors(next(train.batches(64)), "cpu")
+    inputs = [batch[name] for name in result.model.inputs]  # type: ignore[union-attr]
+    result.model.eval()
+    assert torch.equal(loaded(*inputs), result.model(*inputs))
+
+
+def test_history_json_is_strict_json_when_a_metric_is_infinite(tmp_path: Path) -> None:
+    import pd4ml.train.loop as loop
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    record = {"val_rejection_30": math.inf, "val_auc": 0.9, "spread": (math.nan, 1.0)}
+    loop._write_json(tmp_path / "history.json", [record])
+    text = (tmp_path / "history.json").read_text()
+    stored = json.loads(text, parse_constant=refuse)
+    assert stored == [{"val_rejection_30": None, "val_auc": 0.9, "spread": [None, 1.0]}]
+
+
+def test_a_last_batch_of_one_event_is_left_out_so_batch_norm_can_train() -> None:
+    # 65 events in batches of 32: the third batch would hold one event, which batch norm
+    # cannot normalise in training mode
+    train = toy(65, 0)
+    model = pd4ml.models.DNN.build(
+        train.description, pd4ml.models.DNNConfig(depth=1, width=4, batch_norm=True)
+    )
+    result = fit(model, train, recipe=FAST.replace(epochs=1))
+    assert len(result.history) == 1
+    sizes = [len(batch["labels"]) for batch in train.batches(32, shuffle=True, smallest=2)]
+    assert sizes == [32, 32]
+    assert [len(b["labels"]) for b in train.batches(32)] == [32, 32, 1]
+
+
+def test_regression_targets_in_physical_units_train_through_the_target_scale() -> None:
+    generator = np.random.default_rng(0)
+    x = generator.normal(size=(1200, 4)).astype(np.float32)
+    y = (50.0 + 10.0 * x[:, 0]).astype(np.float32)  # "GeV": mean 50, spread 10
+    weights = np.where(np.arange(1200) % 2 == 0, 1.0, 3.0).astype(np.float32)
+    train = TrainingData.from_arrays(x[:1000], y[:1000], weights[:1000])
+    recipe = FAST.replace(epochs=3)
+    errors = {}
+    for scaled in (True, False):
+        model = pd4ml.models.DNN.build(train.description, pd4ml.models.DNNConfig(depth=1, width=8))
+        result = fit(model, train, recipe=recipe.replace(scale_targets=scaled))
+        prediction = predict(result.model, {"features": x[1000:]})
+        errors[scaled] = float(np.mean((prediction - y[1000:]) ** 2))
+        if scaled:
+            w, t = weights[:1000].astype(np.float64), y[:1000].astype(np.float64)
+            mean = np.average(t, weights=w)
+            std = np.sqrt(np.average((t - mean) ** 2, weights=w))
+            assert float(result.model.target_location) == pytest.approx(mean, rel=1e-6)
+            assert float(result.model.target_scale) == pytest.approx(std, rel=1e-6)
+    constant = float(np.mean((y[:1000].mean() - y[1000:]) ** 2))
+    assert errors[True] < 0.2 * constant < errors[False]

@@ -25,6 +25,7 @@ from pd4ml.models.description import (
 from pd4ml.models.dnn import DNN, LUMIN_HIGGSML, DNNConfig
 from pd4ml.models.ensemble import Ensemble
 from pd4ml.models.fcn import FCN, FCNConfig
+from pd4ml.models.graphnet import GraphNet, GraphNetConfig
 from pd4ml.models.onnx import OnnxExportError, OnnxInputError, check_onnx, export_onnx
 from pd4ml.models.registry import build, load_architectures
 from pd4ml.models.saved import (
@@ -39,10 +40,6 @@ from pd4ml.models.saved import (
     saved_model_info,
 )
 
-# Graph networks: pd4ml/models/graphnet.py registers "graphnet" itself; re-export it here
-# (``from pd4ml.models.graphnet import GraphNet, GraphNetConfig``) and add the names to __all__.
-# build() and load() import it on first use either way (registry.ARCHITECTURE_MODULES).
-
 __all__ = [
     "DNN",
     "FCN",
@@ -54,6 +51,8 @@ __all__ = [
     "DescriptionError",
     "Ensemble",
     "FCNConfig",
+    "GraphNet",
+    "GraphNetConfig",
     "Model",
     "ModelConfig",
     "ModelConfigError",

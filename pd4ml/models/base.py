@@ -8,13 +8,17 @@ frozen configuration dataclass. It names the per-event input arrays it reads
     raw = model(*(batch[name] for name in model.inputs))   # (batch,) or (batch, n_classes)
 
 Arrays shared by all events (a grid's neighbour table) are never inputs: a model that needs one
-registers it as a buffer (saved with the weights, baked into an ONNX export), created with the
-shape and dtype of its :class:`ArraySpec` and filled from ``shared`` when given (a model rebuilt
-by :func:`pd4ml.models.load` gets it back from the weights file).
+registers it as a buffer (saved with the weights, baked into an ONNX export;
+:func:`pd4ml.models.graph_inputs.register_shared`), created with the shape and dtype of its
+:class:`ArraySpec` and filled from ``shared`` when given (a model rebuilt by
+:func:`pd4ml.models.load` gets it back from the weights file).
 
 ``forward`` returns the raw output: a logit for binary classification ``(batch,)``, logits
-``(batch, n_classes)`` for more classes, the value ``(batch,)`` for a regression.
-:func:`to_prediction` turns it into a probability or value.
+``(batch, n_classes)`` for more classes, the value ``(batch,)`` for a regression, in the
+targets' units: a regression model's last layer is followed by ``× target_scale +
+target_location`` (buffers, saved with the weights; the trainer sets them to the training
+targets' weighted mean and standard deviation, :func:`set_target_scale`).
+:func:`to_prediction` turns the output into a probability or value.
 """
 
 from __future__ import annotations
@@ -127,11 +131,24 @@ class Model(nn.Module):
         self.description = description
         self.config = config
         self.inputs = ("features",)
+        if description.task == "regression":
+            # outputs in the targets' units: raw × scale + location, set from the training
+            # targets by the trainer (Recipe.scale_targets), so the network itself learns
+            # numbers of order one whatever the units (GeV, degrees)
+            self.register_buffer("target_location", torch.zeros(()))
+            self.register_buffer("target_scale", torch.ones(()))
+            self.register_forward_hook(_in_target_units)
 
     @classmethod
-    def build(cls: type[_M], description: DataDescription, config: ModelConfig | None = None) -> _M:
-        """The model for data described by ``description`` (default configuration if None)."""
-        return cls(description, config if config is not None else cls.Config())
+    def build(
+        cls: type[_M],
+        description: DataDescription,
+        config: ModelConfig | None = None,
+        shared: Mapping[str, np.ndarray] | None = None,
+    ) -> _M:
+        """The model for data described by ``description`` (default configuration if None),
+        with the arrays ``shared`` by all events (grid tables) where the model uses them."""
+        return cls(description, config if config is not None else cls.Config(), shared)
 
     def predict(self, *arrays: torch.Tensor) -> torch.Tensor:
         """Probabilities (classification) or values (regression) for one batch."""
@@ -168,6 +185,26 @@ def architecture(name: str) -> type[Model]:
 def architectures() -> list[str]:
     """The names of all registered architectures."""
     return sorted(_ARCHITECTURES)
+
+
+def _in_target_units(
+    module: nn.Module, arguments: tuple[torch.Tensor, ...], output: torch.Tensor
+) -> torch.Tensor:
+    scale: torch.Tensor = module.get_buffer("target_scale")
+    location: torch.Tensor = module.get_buffer("target_location")
+    return output * scale + location
+
+
+def set_target_scale(model: Model, location: float, scale: float) -> None:
+    """Make a regression model's outputs ``raw × scale + location`` (e.g. the training
+    targets' mean and standard deviation)."""
+    if model.description.task != "regression":
+        raise ModelConfigError("only a regression model has a target scale")
+    if not scale > 0:
+        raise ModelConfigError(f"the target scale must be positive, not {scale!r}")
+    with torch.no_grad():
+        model.get_buffer("target_location").fill_(location)
+        model.get_buffer("target_scale").fill_(scale)
 
 
 def to_prediction(description: DataDescription, raw: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 import numpy as np
 import torch
@@ -218,9 +217,6 @@ def _dense_block(n_in: int, width: int, dropout: float, momentum: float) -> nn.S
     )
 
 
-_G = TypeVar("_G", bound="GraphNet")
-
-
 @register_architecture
 class GraphNet(Model):
     """The original pd4ml's graph network with its defects fixed (see the module docstring).
@@ -273,17 +269,6 @@ class GraphNet(Model):
             ),
         )
         self.head = nn.Linear(width, description.n_outputs)
-
-    @classmethod
-    def build(
-        cls: type[_G],
-        description: DataDescription,
-        config: ModelConfig | None = None,
-        shared: Mapping[str, np.ndarray] | None = None,
-    ) -> _G:
-        """The model for data described by ``description`` (default configuration if None),
-        with the shared arrays (grid tables) from ``shared`` (e.g. ``prepared.shared``)."""
-        return cls(description, config if config is not None else cls.Config(), shared)
 
     def forward(self, *arrays: torch.Tensor) -> torch.Tensor:
         if len(arrays) != len(self.inputs):

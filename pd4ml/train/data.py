@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 Batch = dict[str, np.ndarray]
 
-#: Events read at a time when a whole split is scanned (class totals).
+#: Events read at a time when a whole split is scanned (class totals, target moments).
 _SCAN_CHUNK = 65_536
 
 
@@ -162,6 +162,25 @@ class TrainingData:
         factors[present] = totals.sum() / (present.sum() * totals[present])
         return self._copy(class_factors=factors)
 
+    def target_moments(self) -> tuple[float, float]:
+        """The weighted mean and standard deviation of the labels (a regression's targets),
+        scanned :data:`_SCAN_CHUNK` events at a time."""
+        total = weighted = squares = 0.0
+        for start in range(0, self.n_events, _SCAN_CHUNK):
+            batch = self._read(slice(start, min(start + _SCAN_CHUNK, self.n_events)), ("labels",))
+            labels = batch["labels"].astype(np.float64)
+            weights = batch["weights"].astype(np.float64)
+            total += float(weights.sum())
+            weighted += float((weights * labels).sum())
+        if total <= 0:
+            raise TrainingDataError("the training weights sum to zero")
+        mean = weighted / total
+        for start in range(0, self.n_events, _SCAN_CHUNK):
+            batch = self._read(slice(start, min(start + _SCAN_CHUNK, self.n_events)), ("labels",))
+            deviation = batch["labels"].astype(np.float64) - mean
+            squares += float((batch["weights"].astype(np.float64) * deviation**2).sum())
+        return mean, float(np.sqrt(squares / total))
+
     def with_augmentation(self, augmentation: Augmentation | None) -> TrainingData:
         """The same events with ``augmentation`` as their train-time transform."""
         return self._copy(augmentation=augmentation)
@@ -195,6 +214,7 @@ class TrainingData:
         names: Sequence[str] | None = None,
         drop_last: bool = False,
         augment: bool = False,
+        smallest: int = 1,
     ) -> Iterator[Batch]:
         """The batches of one epoch, each a dict of arrays (``names`` + labels + weights).
 
@@ -202,8 +222,10 @@ class TrainingData:
         ``num_replicas`` > 1 (data-parallel): every *global* batch of ``batch_size`` events is
         cut into ``num_replicas`` contiguous, disjoint parts and rank ``rank`` gets its part, so
         the ranks together see exactly the batches of one process (a last global batch with
-        fewer than ``num_replicas`` events is dropped). ``augment``: the augmentation's random
-        transform, drawn from a generator seeded by ``(seed, epoch, rank)``.
+        fewer than ``num_replicas`` events is dropped). ``smallest``: a last batch of fewer than
+        ``smallest`` events per rank is dropped (training uses 2: batch norm needs two events).
+        ``augment``: the augmentation's random transform, drawn from a generator seeded by
+        ``(seed, epoch, rank)``.
         """
         if not 0 <= rank < num_replicas:
             raise TrainingDataError(f"rank must be in [0, {num_replicas}), not {rank}")
@@ -223,6 +245,8 @@ class TrainingData:
         for rows in batch_rows(
             self.n_events, batch_size, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last
         ):
+            if _length(rows) < smallest * num_replicas:
+                continue
             part = _rank_part(rows, num_replicas, rank) if num_replicas > 1 else rows
             if part is None:
                 continue
@@ -259,6 +283,10 @@ def _take(array: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
     if isinstance(rows, slice):
         return array[rows]
     return np.take(array, rows, axis=0)
+
+
+def _length(rows: slice | np.ndarray) -> int:
+    return int(rows.stop - rows.start) if isinstance(rows, slice) else len(rows)
 
 
 def _rank_part(rows: slice | np.ndarray, num_replicas: int, rank: int) -> slice | np.ndarray | None:

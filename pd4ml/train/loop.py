@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -34,8 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from pd4ml import metrics as metric_functions
 from pd4ml._logging import get_logger
-from pd4ml.models.base import Model, to_prediction
+from pd4ml.models.base import Model, set_target_scale, to_prediction
+from pd4ml.models.ensemble import Ensemble
+from pd4ml.models.saved import save as save_model
 from pd4ml.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -50,17 +52,18 @@ from pd4ml.train.checkpoint import (
 from pd4ml.train.data import TrainingData, as_training_data, to_tensors
 from pd4ml.train.distributed import Distributed, device_for, from_environment
 from pd4ml.train.losses import LossName, prediction_loss, resolve_loss, weighted_loss
+from pd4ml.train.lr_finder import find_learning_rate
 from pd4ml.train.progress import TrainingProgress, bar_enabled
 from pd4ml.train.recipe import Recipe, RecipeError, TrainingError
 
 if TYPE_CHECKING:
     from pd4ml.datasets.results import PreparedData
-    from pd4ml.train._schedule_protocol import ScheduleState
+    from pd4ml.train.schedules import ScheduleState
 
 log = get_logger("train")
 
-#: Metrics that are better when larger (used when ``pd4ml.metrics.higher_is_better`` is absent).
-_HIGHER_IS_BETTER = frozenset({"accuracy", "auc", "rejection_30", "rejection_50"})
+#: Events per process below which a last training batch is left out of the epoch.
+_SMALLEST_BATCH = 2
 #: Recipe fields that may change between a run and its resumption.
 _RESUMABLE_CHANGES = frozenset({"threads", "device"})
 #: Batches between two updates of the progress bar (each reads the loss: a sync point).
@@ -95,8 +98,11 @@ class TrainResult:
 
     def save(self, path: str | Path) -> Path:
         """Save the model (or ensemble) with its recipe: ``pd4ml.models.save``."""
-        save = importlib.import_module("pd4ml.models").save
-        save(
+        if not isinstance(self.model, (Model, Ensemble)):
+            raise TrainingError(
+                f"only pd4ml models and ensembles can be saved, not {type(self.model).__name__}"
+            )
+        save_model(
             self.model,
             path,
             recipe=self.recipe.to_json(),
@@ -178,11 +184,15 @@ def _fit(
         device = torch.device("cuda", context.local_rank)
     root = Path(directory) if directory is not None else None
     show = bar_enabled(progress) and context.is_main
+    regression = train_data.description.task == "regression"
+    target_moments = train_data.target_moments() if recipe.scale_targets and regression else None
     members: list[_Member] = []
     for index in range(recipe.ensemble):
         seed = recipe.seed + index
         _seed_everything(seed)
         member = _member_model(model, index, seed, recipe, train_data)
+        if target_moments is not None:
+            set_target_scale(member, target_moments[0], target_moments[1] or 1.0)
         folder = root / f"member{index}" if root is not None and recipe.ensemble > 1 else root
         label = f"member {index + 1}/{recipe.ensemble}" if recipe.ensemble > 1 else "training"
         run = _Run(member, train_data, val_data, recipe, seed, folder, device, context)
@@ -317,6 +327,7 @@ class _Run:
             rank=self.context.rank,
             names=self.names,
             augment=self.recipe.augment,
+            smallest=_SMALLEST_BATCH,
         )
         for count, batch in enumerate(batches, 1):
             loss, weight = self._step(batch, self.schedule)
@@ -530,8 +541,6 @@ class _Run:
 
     # -- learning-rate range test ---------------------------------------------------------------
     def _find_learning_rate(self) -> float:
-        find_learning_rate = importlib.import_module("pd4ml.train.lr_finder").find_learning_rate
-
         saved_model = copy.deepcopy(self.model.state_dict())
         saved_optimizer = copy.deepcopy(self.optimizer.state_dict())
         rng_tensors, rng_state = rng_parts()
@@ -582,6 +591,7 @@ class _Run:
                 rank=self.context.rank,
                 names=self.names,
                 augment=self.recipe.augment,
+                smallest=_SMALLEST_BATCH,
             )
             epoch += 1
 
@@ -626,17 +636,15 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 def _batches_per_epoch(n_events: int, batch_size: int, world_size: int) -> int:
+    """Optimizer steps per epoch: a last batch of fewer than :data:`_SMALLEST_BATCH` events per
+    process is left out (batch norm cannot train on one event; with shuffling, other events
+    are left out each epoch)."""
     full, remainder = divmod(n_events, batch_size)
-    return full + (1 if remainder and remainder >= world_size else 0)
+    return full + (1 if remainder and remainder >= _SMALLEST_BATCH * world_size else 0)
 
 
 def _higher_is_better(name: str) -> bool:
-    if name == "loss":
-        return False
-    from pd4ml import metrics
-
-    function = getattr(metrics, "higher_is_better", None)
-    return bool(function(name)) if function is not None else name in _HIGHER_IS_BETTER
+    return name != "loss" and metric_functions.higher_is_better(name)
 
 
 def _validate(
@@ -674,19 +682,16 @@ def _validate(
             labels.append(batch["labels"])
             weights.append(batch["weights"])
     model.train(was_training)
-    metrics = {"loss": float(loss_sum / weight_sum.clamp_min(1e-300))}
-    from pd4ml import metrics as metric_module
-
-    evaluate = getattr(metric_module, "evaluate", None)
-    if evaluate is not None and predictions:
+    values = {"loss": float(loss_sum / weight_sum.clamp_min(1e-300))}
+    if predictions:
         stacked = np.concatenate(predictions)
         if stacked.shape[1] == 1:
             stacked = stacked[:, 0]
-        values = evaluate(
+        scores = metric_functions.evaluate(
             data.description.task, np.concatenate(labels), stacked, np.concatenate(weights)
         )
-        metrics.update({name: float(value) for name, value in values.items()})
-    return metrics
+        values.update({name: float(value) for name, value in scores.items()})
+    return values
 
 
 def _update_batch_norm(
@@ -717,8 +722,6 @@ def _update_batch_norm(
 
 
 def _ensemble(members: list[_Member], recipe: Recipe) -> nn.Module:
-    Ensemble = importlib.import_module("pd4ml.models.ensemble").Ensemble
-
     if recipe.ensemble_weighting == "validation":
         inverse = np.array([1.0 / max(m.validation["loss"], 1e-12) for m in members])
         weights = inverse / inverse.sum()
@@ -744,5 +747,17 @@ def _summary(members: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
 def _write_json(path: Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(value, indent=1, allow_nan=True))
+    temporary.write_text(json.dumps(_finite_or_null(value), indent=1, allow_nan=False))
     os.replace(temporary, path)
+
+
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with every non-finite float (an infinite background rejection, a NaN spread)
+    as ``None``: strict JSON has no Infinity or NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pd4ml.errors import Pd4mlError
-from pd4ml.train._schedule_protocol import ScheduleSpec, default_schedule, schedule_kinds
+from pd4ml.train.schedules import OneCycle, Schedule, ScheduleError, schedule_from_json
 
 
 class RecipeError(Pd4mlError, ValueError):
@@ -42,7 +42,6 @@ MONITORS = (
     "cross_entropy",
     "mse",
     "mae",
-    "bias",
     "resolution",
     "resolution_68",
 )
@@ -87,12 +86,15 @@ class Recipe:
         amp: automatic mixed precision (CUDA only; ignored on CPU).
         weights: the per-event array used as sample weight (None: ``weights``, 1 where absent).
         balance_classes: rescale weights so that every class has the same total weight.
+        scale_targets: regression: before training, set the model's output scale and offset to
+            the standard deviation and mean of the training targets (weighted), so targets in
+            GeV train as fast as standardised ones.
         grad_clip: clip the gradient norm to this value (None: no clipping).
     """
 
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     learning_rate: float | Literal["find"] = 1e-3
-    schedule: ScheduleSpec = field(default_factory=default_schedule)
+    schedule: Schedule = field(default_factory=OneCycle)
     epochs: int = 10
     batch_size: int = 256
     patience: int | None = None
@@ -111,12 +113,13 @@ class Recipe:
     amp: bool = False
     weights: str | None = None
     balance_classes: bool = False
+    scale_targets: bool = True
     grad_clip: float | None = None
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
             _choice(name, getattr(self, name), choices)
-        for name in ("augment", "swa", "amp", "balance_classes"):
+        for name in ("augment", "swa", "amp", "balance_classes", "scale_targets"):
             if not isinstance(getattr(self, name), bool):
                 raise _wrong_type(name, getattr(self, name), "True or False")
         _integer("epochs", self.epochs, 1)
@@ -143,9 +146,7 @@ class Recipe:
             self._set_float("grad_clip", minimum=0.0, strict=True)
         if self.weights is not None and not isinstance(self.weights, str):
             raise _wrong_type("weights", self.weights, "an array name or None")
-        if not callable(getattr(self.schedule, "start", None)) or not dataclasses.is_dataclass(
-            self.schedule
-        ):
+        if not isinstance(self.schedule, Schedule):
             raise _wrong_type(
                 "schedule", self.schedule, "a schedule of pd4ml.train.schedules (e.g. OneCycle())"
             )
@@ -168,16 +169,13 @@ class Recipe:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict; the schedule as ``{"kind": "OneCycle", <its fields>}``."""
+        """A JSON-able dict; the schedule as ``{"kind": "onecycle", <its fields>}``."""
         value = {
             item.name: getattr(self, item.name)
             for item in dataclasses.fields(self)
             if item.name != "schedule"
         }
-        kind = type(self.schedule).__name__
-        schedule: dict[str, Any] = {"kind": "Constant" if kind == "_ConstantSchedule" else kind}
-        schedule.update(_jsonable(dataclasses.asdict(self.schedule)))  # type: ignore[call-overload]
-        value["schedule"] = schedule
+        value["schedule"] = _jsonable(self.schedule.to_json())
         return value
 
     @classmethod
@@ -188,29 +186,20 @@ class Recipe:
         if unknown:
             raise RecipeError(_unknown_fields(unknown))
         if "schedule" in fields:
-            fields["schedule"] = schedule_from_json(fields["schedule"])
+            fields["schedule"] = _schedule_from_json(fields["schedule"])
         return cls(**fields)
 
 
-def schedule_from_json(value: Mapping[str, Any]) -> ScheduleSpec:
-    """A schedule dataclass from ``{"kind": name, <fields>}``."""
-    if not isinstance(value, Mapping) or "kind" not in value:
-        raise RecipeError("Recipe.schedule in JSON must be an object with a 'kind'")
-    kinds = schedule_kinds()
-    kind = str(value["kind"])
-    if kind not in kinds:
-        raise RecipeError(f"Recipe.schedule: unknown kind {kind!r}{_closest(kind, tuple(kinds))}")
-    cls = kinds[kind]
-    arguments = {
-        key: tuple(item) if isinstance(item, list) else item
-        for key, item in value.items()
-        if key != "kind"
-    }
+def _schedule_from_json(value: Mapping[str, Any]) -> Schedule:
+    """The schedule of a recipe's JSON (errors name ``Recipe.schedule``)."""
+    if isinstance(value, Mapping):
+        value = {
+            key: tuple(item) if isinstance(item, list) else item for key, item in value.items()
+        }
     try:
-        schedule: ScheduleSpec = cls(**arguments)
-    except TypeError as error:
-        raise RecipeError(f"Recipe.schedule {kind}: {error}") from None
-    return schedule
+        return schedule_from_json(value)
+    except ScheduleError as error:
+        raise RecipeError(f"Recipe.schedule: {error}") from None
 
 
 def _jsonable(value: Any) -> Any:
