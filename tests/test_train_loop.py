@@ -502,3 +502,21 @@ def test_validation_averages_the_recipe_tta_copies() -> None:
     assert zeroed.validation["auc"] == pytest.approx(expected, rel=1e-6)
     with pytest.raises(RecipeError, match="tta 2 needs an augmentation"):
         fit(tiny(train), train, val, FAST.replace(tta=2))
+
+
+def test_batches_of_a_prepared_split_read_only_the_arrays_asked_for(world: World) -> None:
+    data = TrainingData.from_prepared(world.data("top_tagging"))
+    read: list[tuple[str, ...]] = []
+    original = type(data._events).read  # type: ignore[union-attr]
+
+    def spy(self: Any, rows: Any, copy: bool = True) -> dict[str, np.ndarray]:
+        read.append(self.names)
+        return original(self, rows, copy)
+
+    import pd4ml.adapters.common as common
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(common.EventArrays, "read", spy)
+        batch = next(data.batches(32, names=("features", "mask")))
+    assert set(batch) == {"features", "mask", "labels", "weights"}
+    assert read == [("features", "mask", "labels")]  # not the neighbour arrays

@@ -269,13 +269,22 @@ class TrainingData:
             batch = {name: _take(self._arrays[name], rows) for name in keys}
         else:
             assert self._events is not None
-            batch = self._events.read(rows)
-            if names is not None:
-                keep = {*names, "labels", "weights"}
-                batch = {name: value for name, value in batch.items() if name in keep}
+            batch = self._reader(names).read(rows)
         if self.class_factors is not None:
             batch["weights"] = batch["weights"] * self.class_factors[batch["labels"]]
         return batch
+
+    def _reader(self, names: Sequence[str] | None) -> EventArrays:
+        """The memory-map reader of ``names`` only (the model's inputs and what the
+        augmentation needs), so a batch never reads arrays nobody uses."""
+        assert self._events is not None
+        if names is None:
+            return self._events
+        wanted = tuple(n for n in names if n not in ("labels", "weights"))
+        readers: dict[tuple[str, ...], EventArrays] = self.__dict__.setdefault("_readers", {})
+        if wanted not in readers:
+            readers[wanted] = EventArrays(self._events.data, wanted, self._events.weight_name)
+        return readers[wanted]
 
     def inputs_missing(self, names: Sequence[str]) -> list[str]:
         """The names among ``names`` that these data do not provide."""
