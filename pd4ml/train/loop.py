@@ -203,8 +203,10 @@ def _fit(
         seed = recipe.seed + index
         _seed_everything(seed)
         member = _member_model(model, index, seed, recipe, train_data)
-        # training draws from the seed alone, whether the model was built here or passed in
-        _seed_everything(seed)
+        # training draws from the seed alone, whether the model was built here or passed in;
+        # with several processes each rank draws its own dropout masks (the weights are
+        # rank 0's, broadcast when the model is wrapped for data parallelism)
+        _seed_everything(seed + 1_000_003 * context.rank)
         if target_moments is not None:
             set_target_scale(member, target_moments[0], target_moments[1] or 1.0)
         folder = root / f"member{index}" if root is not None and recipe.ensemble > 1 else root
