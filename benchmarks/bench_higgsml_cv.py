@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import competing_load, conditions, print_table
+from common import competing_load, conditions, print_table, stratified_folds
 
 from pd4ml.datasets.augment import CartesianMomenta
 from pd4ml.datasets.higgsml import (
@@ -66,17 +66,6 @@ def read_sample(directory: Path) -> dict[str, np.ndarray]:
         "labels": table["label"].astype(np.int64),
         "weights": table["weight"].astype(np.float64),
     }
-
-
-def stratified_folds(labels: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:
-    """The fold of each event: each class dealt round-robin in a seeded random order."""
-    generator = np.random.default_rng(seed)
-    folds = np.empty(len(labels), dtype=np.int64)
-    for value in np.unique(labels):
-        rows = np.flatnonzero(labels == value)
-        generator.shuffle(rows)
-        folds[rows] = np.arange(len(rows)) % n_folds
-    return folds
 
 
 def fold_arrays(

@@ -26,7 +26,6 @@ the timing does not depend on which jets they are.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
@@ -34,10 +33,13 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import competing_load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,27 +71,6 @@ def run_child(code: str, *args: str, reference: bool = False) -> dict[str, float
     )
     result: dict[str, float] = json.loads(output.stdout.strip().splitlines()[-1])
     return result
-
-
-@contextlib.contextmanager
-def competing_load(busy: bool) -> Iterator[int]:
-    """With ``busy``, one spinning process per usable core for the duration; yields their
-    number (0 when idle)."""
-    if not busy:
-        yield 0
-        return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    spinners = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores or 1)
-    ]
-    try:
-        time.sleep(0.5)  # let them start spinning
-        yield len(spinners)
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-        for spinner in spinners:
-            spinner.wait()
 
 
 PREPARE = textwrap.dedent(

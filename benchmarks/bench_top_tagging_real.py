@@ -55,7 +55,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import competing_load, conditions, print_table
+from common import competing_load, conditions, print_table, stratified_folds
 
 import pd4ml
 from pd4ml.config import Settings
@@ -117,17 +117,6 @@ def jet_mass(constituents: np.ndarray) -> np.ndarray:
     mass_squared = jet[:, 0] ** 2 - (jet[:, 1:] ** 2).sum(axis=1)
     mass: np.ndarray = np.sqrt(np.clip(mass_squared, 0.0, None))
     return mass
-
-
-def stratified_folds(labels: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:
-    """The fold of each jet ``(N,)``: each class dealt round-robin in a seeded random order."""
-    generator = np.random.default_rng(seed)
-    folds = np.empty(len(labels), dtype=np.int64)
-    for value in np.unique(labels):
-        rows = np.flatnonzero(labels == value)
-        generator.shuffle(rows)
-        folds[rows] = np.arange(len(rows)) % n_folds
-    return folds
 
 
 def scores(labels: np.ndarray, score: np.ndarray) -> dict[str, float]:

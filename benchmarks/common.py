@@ -9,6 +9,8 @@ import sys
 import time
 from collections.abc import Iterator
 
+import numpy as np
+
 
 def usable_cores() -> int:
     """Cores this process may run on."""
@@ -35,6 +37,17 @@ def competing_load(busy: bool) -> Iterator[int]:
             spinner.kill()
         for spinner in spinners:
             spinner.wait()
+
+
+def stratified_folds(labels: np.ndarray, n_folds: int, seed: int = 0) -> np.ndarray:
+    """The fold of each event ``(N,)``: each class dealt round-robin in a seeded random order."""
+    generator = np.random.default_rng(seed)
+    folds = np.empty(len(labels), dtype=np.int64)
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        generator.shuffle(rows)
+        folds[rows] = np.arange(len(rows)) % n_folds
+    return folds
 
 
 def conditions(which: str) -> list[tuple[str, bool]]:

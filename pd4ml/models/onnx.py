@@ -131,31 +131,29 @@ def export_onnx(
             # the choice of exporter is explicit (see ``exporter``): no deprecation notices
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
             warnings.filterwarnings("ignore", message="The feature will be removed")
-            if exporter == "dynamo":
-                batch = torch.export.Dim("batch")
-                torch.onnx.export(
-                    wrapper,
-                    arguments,
-                    temporary,
-                    input_names=names,
-                    output_names=[OUTPUT_NAME],
-                    opset_version=opset,
-                    dynamo=True,
-                    dynamic_shapes=(tuple({0: batch} for _ in names),),  # one entry: *arrays
-                    external_data=False,
-                    verbose=False,
-                )
-            else:
-                torch.onnx.export(
-                    wrapper,
-                    arguments,
-                    temporary,
-                    input_names=names,
-                    output_names=[OUTPUT_NAME],
-                    opset_version=opset,
-                    dynamo=False,
-                    dynamic_axes={name: {0: "batch"} for name in [*names, OUTPUT_NAME]},
-                )
+            shapes: dict[str, Any] = (
+                {
+                    "dynamo": True,
+                    # one entry: forward takes *arrays
+                    "dynamic_shapes": (tuple({0: torch.export.Dim("batch")} for _ in names),),
+                    "external_data": False,
+                    "verbose": False,
+                }
+                if exporter == "dynamo"
+                else {
+                    "dynamo": False,
+                    "dynamic_axes": {name: {0: "batch"} for name in [*names, OUTPUT_NAME]},
+                }
+            )
+            torch.onnx.export(
+                wrapper,
+                arguments,
+                temporary,
+                input_names=names,
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                **shapes,
+            )
         os.replace(temporary, target)
     except Exception as error:
         label = getattr(model, "architecture", type(model).__name__)

@@ -76,6 +76,8 @@ class TrainingData:
         self.augmentation = augmentation
         self.prepared = prepared
         self.class_factors = class_factors
+        #: memory-map readers of chosen arrays, by array names (see :meth:`_reader`)
+        self._readers: dict[tuple[str, ...], EventArrays] = {}
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -281,10 +283,9 @@ class TrainingData:
         if names is None:
             return self._events
         wanted = tuple(n for n in names if n not in ("labels", "weights"))
-        readers: dict[tuple[str, ...], EventArrays] = self.__dict__.setdefault("_readers", {})
-        if wanted not in readers:
-            readers[wanted] = EventArrays(self._events.data, wanted, self._events.weight_name)
-        return readers[wanted]
+        if wanted not in self._readers:
+            self._readers[wanted] = EventArrays(self._events.data, wanted, self._events.weight_name)
+        return self._readers[wanted]
 
     def inputs_missing(self, names: Sequence[str]) -> list[str]:
         """The names among ``names`` that these data do not provide."""

@@ -334,18 +334,7 @@ class _Run:
         self.net.train()
         loss_sum = torch.zeros((), device=self.device)
         weight_sum = torch.zeros((), device=self.device)
-        batches = self.train_data.batches(
-            self.recipe.batch_size,
-            shuffle=True,
-            seed=self.seed,
-            epoch=epoch,
-            num_replicas=self.context.world_size,
-            rank=self.context.rank,
-            names=self.names,
-            augment=self.recipe.augment,
-            smallest=_SMALLEST_BATCH,
-        )
-        for count, batch in enumerate(batches, 1):
+        for count, batch in enumerate(self._training_batches(epoch), 1):
             loss, weight = self._step(batch, self.schedule)
             loss_sum += loss
             weight_sum += weight
@@ -603,20 +592,24 @@ class _Run:
         log.info("LR range test suggests a learning rate of %.3g", suggestion)
         return suggestion
 
+    def _training_batches(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+        """This process's shuffled, augmented training batches of ``epoch``."""
+        return self.train_data.batches(
+            self.recipe.batch_size,
+            shuffle=True,
+            seed=self.seed,
+            epoch=epoch,
+            num_replicas=self.context.world_size,
+            rank=self.context.rank,
+            names=self.names,
+            augment=self.recipe.augment,
+            smallest=_SMALLEST_BATCH,
+        )
+
     def _endless_batches(self) -> Iterator[dict[str, np.ndarray]]:
         epoch = 1_000_000  # orders of their own, unlike any training epoch
         while True:
-            yield from self.train_data.batches(
-                self.recipe.batch_size,
-                shuffle=True,
-                seed=self.seed,
-                epoch=epoch,
-                num_replicas=self.context.world_size,
-                rank=self.context.rank,
-                names=self.names,
-                augment=self.recipe.augment,
-                smallest=_SMALLEST_BATCH,
-            )
+            yield from self._training_batches(epoch)
             epoch += 1
 
 
