@@ -77,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         interface=options.interface,
         environment={"PD4ML_DATA_DIR": options.data_dir} if options.data_dir else None,
         setup=options.setup,
-        scheduler_options={"host": options.scheduler_host} if options.scheduler_host else None,
+        scheduler_options={"host": options.scheduler_host, "dashboard_address": ":0"}
+        if options.scheduler_host
+        else None,
     )
     with cluster:  # the scheduler started with the cluster; closing it cancels the jobs
         print(cluster.job_script())

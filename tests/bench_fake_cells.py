@@ -9,6 +9,7 @@ the second).
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ BEHAVIOURS = (
     "die_once",
     "die_always",
     "interrupt",
+    "sleep",
     "threads",
 )
 
@@ -73,6 +75,8 @@ def run_fake(cell: FakeCell) -> FakeOutcome:
         raise RuntimeError(f"run raised for {cell.dataset}")
     if behaviour == "die_always" or (behaviour == "die_once" and earlier == 0):
         os._exit(13)  # the worker process dies, as on an out-of-memory kill
+    if behaviour == "sleep":
+        time.sleep(3.0)
     if behaviour == "interrupt":
         raise KeyboardInterrupt
     if behaviour == "threads":

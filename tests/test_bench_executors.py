@@ -6,8 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,6 +169,35 @@ def test_a_raising_run_is_retried_then_lost(tmp_path: Path, scheduler: str) -> N
     }
 
 
+def test_keyboard_interrupt_cancels_the_queued_and_running_cells(
+    tmp_path: Path, scheduler: str
+) -> None:
+    import distributed
+
+    cells = fake_cells(tmp_path, ["sleep"] * 5)
+
+    def interrupt(event: CellEvent[FakeCell, FakeOutcome]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_dask(cells, run_fake, interrupt, lost=lost_fake, scheduler=scheduler)
+    with distributed.Client(scheduler, set_as_default=False) as client:
+        deadline = time.monotonic() + 10
+        while client.run_on_scheduler(count_tasks) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.run_on_scheduler(count_tasks) == 0  # nothing left queued or running
+    assert sum(attempts(cell) for cell in cells) <= 2  # only as many handed out as workers
+
+
+def count_tasks(dask_scheduler: Any) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def test_workers_with_a_scheduler_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="leave workers out"):
+        run_dask([], run_fake, print, lost=lost_fake, scheduler="tcp://127.0.0.1:1", workers=4)
+
+
 def test_run_dask_without_distributed_says_what_to_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -216,6 +247,29 @@ def test_malformed_job_directives_are_refused() -> None:
         jobqueue_cluster("slurm", job_extra={"gres": "gpu:1"})
     with pytest.raises(BenchError, match="'key = value'"):
         jobqueue_cluster("htcondor", job_extra=["+MaxRuntime"])
+
+
+def test_jobqueue_cluster_options_reach_the_job_script(tmp_path: Path) -> None:
+    loopback = {"host": "127.0.0.1", "dashboard_address": ":0"}
+    with jobqueue_cluster(
+        "slurm",
+        cores=2,
+        job_extra=["--gres=gpu:1"],
+        setup=["source /shared/venv/bin/activate"],
+        worker_extra=["--resources", "cell=1"],
+        log_directory=str(tmp_path / "logs"),
+        scheduler_options=loopback,
+    ) as slurm:
+        script = slurm.job_script()
+    lines = script.splitlines()
+    assert "#SBATCH --gres=gpu:1" in lines and "source /shared/venv/bin/activate" in lines
+    assert f"#SBATCH -e {tmp_path / 'logs'}/dask-worker-%J.err" in lines
+    assert "--resources cell=1" in script
+    assert "--nworkers 2" in script and "--nthreads 1" in script
+    with jobqueue_cluster(
+        "HTCondor", job_extra=["+MaxRuntime = 14400"], scheduler_options=loopback
+    ) as condor:
+        assert "+MaxRuntime = 14400" in condor.job_script().splitlines()
 
 
 def run_example(*arguments: str) -> str:

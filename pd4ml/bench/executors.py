@@ -168,10 +168,10 @@ def local_cluster(
     workers: int = 2, *, threads_per_worker: int = 1, retries: int = 2
 ) -> Iterator[LocalCluster]:
     """A ``distributed.LocalCluster`` of ``workers`` worker processes on this machine (loopback
-    only, no dashboard), each with ``threads_per_worker`` threads and with ``OMP_NUM_THREADS``,
-    ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` set to ``threads_per_worker`` before the
-    process starts. A task whose worker dies is run again at most ``retries`` times, then fails
-    with ``distributed.KilledWorker``.
+    only, its dashboard on a free port), each with ``threads_per_worker`` threads and with
+    ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``OPENBLAS_NUM_THREADS`` set to
+    ``threads_per_worker`` before the process starts. A task whose worker dies is run again at
+    most ``retries`` times, then fails with ``distributed.KilledWorker``.
 
     The nanny sets those variables in this process too before it spawns a worker; they are
     restored when the context exits.
@@ -192,7 +192,7 @@ def local_cluster(
                 threads_per_worker=threads_per_worker,
                 processes=True,
                 host="127.0.0.1",
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: two runs must not clash
                 silence_logs=logging.ERROR,
             )
         with cluster:
@@ -308,6 +308,12 @@ def run_dask(
     distributed = _import_distributed()
     if retries < 0:
         raise BenchError(f"run_dask: retries={retries} must be at least 0")
+    if scheduler is not None and workers is not None:
+        raise BenchError(
+            f"run_dask: workers={workers} sizes a local cluster, but a scheduler ({scheduler!r}) "
+            "was given: its workers are the ones started with `dask worker ADDRESS` (or by "
+            "jobqueue_cluster(...).scale(jobs=N)); leave workers out"
+        )
     with contextlib.ExitStack() as stack:
         if scheduler is None:
             cluster = stack.enter_context(
