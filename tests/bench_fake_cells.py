@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BEHAVIOURS = (
     "finish",
@@ -22,6 +23,7 @@ BEHAVIOURS = (
     "die_always",
     "interrupt",
     "sleep",
+    "count_tasks",
     "threads",
 )
 
@@ -77,6 +79,10 @@ def run_fake(cell: FakeCell) -> FakeOutcome:
         os._exit(13)  # the worker process dies, as on an out-of-memory kill
     if behaviour == "sleep":
         time.sleep(3.0)
+    if behaviour == "count_tasks":
+        from distributed import get_client
+
+        return FakeOutcome(cell, "finished", str(get_client().run_on_scheduler(scheduler_tasks)))
     if behaviour == "interrupt":
         raise KeyboardInterrupt
     if behaviour == "threads":
@@ -85,6 +91,11 @@ def run_fake(cell: FakeCell) -> FakeOutcome:
         )
         return FakeOutcome(cell, "finished", threads)
     return FakeOutcome(cell, "finished", "ok")
+
+
+def scheduler_tasks(dask_scheduler: Any) -> int:
+    """The tasks the scheduler knows (run on the scheduler)."""
+    return len(dask_scheduler.tasks)
 
 
 def lost_fake(cell: FakeCell, error: BaseException) -> FakeOutcome:

@@ -9,7 +9,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,7 +21,15 @@ from pd4ml.bench.executors import (
     run_dask,
     run_local,
 )
-from tests.bench_fake_cells import FakeCell, FakeOutcome, attempts, fake_cells, lost_fake, run_fake
+from tests.bench_fake_cells import (
+    FakeCell,
+    FakeOutcome,
+    attempts,
+    fake_cells,
+    lost_fake,
+    run_fake,
+    scheduler_tasks,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "cluster_slurm_htcondor.py"
@@ -183,14 +190,23 @@ def test_keyboard_interrupt_cancels_the_queued_and_running_cells(
         run_dask(cells, run_fake, interrupt, lost=lost_fake, scheduler=scheduler)
     with distributed.Client(scheduler, set_as_default=False) as client:
         deadline = time.monotonic() + 10
-        while client.run_on_scheduler(count_tasks) and time.monotonic() < deadline:
+        while client.run_on_scheduler(scheduler_tasks) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert client.run_on_scheduler(count_tasks) == 0  # nothing left queued or running
+        assert client.run_on_scheduler(scheduler_tasks) == 0  # nothing left queued or running
     assert sum(attempts(cell) for cell in cells) <= 2  # only as many handed out as workers
 
 
-def count_tasks(dask_scheduler: Any) -> int:
-    return len(dask_scheduler.tasks)
+def test_only_as_many_cells_as_worker_threads_are_handed_out(
+    tmp_path: Path, scheduler: str
+) -> None:
+    # distinct datasets: distinct task groups, which the scheduler would not hold back itself
+    cells = [
+        FakeCell(f"set{number}", "fcn", 0, "0" * 16, str(tmp_path), "count_tasks")
+        for number in range(8)
+    ]
+    outcomes = run_dask(cells, run_fake, lambda event: None, lost=lost_fake, scheduler=scheduler)
+    seen = [int(outcome.message) for outcome in outcomes]
+    assert max(seen) <= 3, seen  # 2 worker threads (+1 finishing task not yet forgotten)
 
 
 def test_workers_with_a_scheduler_is_refused(tmp_path: Path) -> None:
