@@ -296,7 +296,9 @@ def run_dask(
     run again by the scheduler, up to ``retries`` times on a local cluster (on a remote
     scheduler its ``distributed.scheduler.allowed-failures`` setting counts, default 3). A cell
     that exhausts them becomes ``lost(cell, exception)`` (e.g. ``KilledWorker``), reported as
-    ``"failed"``; the other cells go on.
+    ``"failed"``; the other cells go on. A worker sends a cell's outcome to the scheduler as
+    soon as ``run`` returns, so a worker that dies afterwards does not make the scheduler
+    recompute a cell that already finished.
 
     Events: ``"started"`` when a worker begins a cell, ``"retrying"`` when it begins again,
     then ``"finished"`` or ``"failed"``; ``on_event`` is called from this thread.
