@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,15 @@ INSTALL_HINT = (
 )
 
 
+#: Debian's Chromium, used when ``chromium`` is not on PATH.
+DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
+
+
 def chromium_executable() -> str:
     """The Chromium binary, or a test failure saying how to install it (never a skip)."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and Path("/usr/bin/chromium").exists():
-        found = "/usr/bin/chromium"
+    if found is None and DEBIAN_CHROMIUM.exists():
+        found = str(DEBIAN_CHROMIUM)
     if found is None:
         pytest.fail(INSTALL_HINT)
     return found
@@ -137,3 +142,12 @@ def test_a_broken_plot_is_caught(rendered_report: Path, tmp_path: Path) -> None:
     removed.unlink()
     check = check_page(copy / "index.html", tmp_path / "broken.png")
     assert f"broken image plots/{removed.name}" in check.problems
+
+
+def test_missing_chromium_fails_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(sys.modules[__name__], "DEBIAN_CHROMIUM", tmp_path / "no-chromium")
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install chromium"):
+        chromium_executable()

@@ -628,12 +628,15 @@ def _latex_summary(summary: Summary) -> str:
 def render_latex(records: Sequence[Record]) -> str:
     """The leaderboard as LaTeX tables (booktabs) to ``\\input`` in a document.
 
-    Needs ``\\usepackage{booktabs}`` in the preamble (and T1/UTF-8 input for model names); the
-    provenance summary is written as a comment block at the top.
+    Needs ``\\usepackage{booktabs}`` and ``\\usepackage{graphicx}`` (tables are scaled to the
+    text width with ``\\resizebox``) in the preamble; the provenance summary is written as a
+    comment block at the top and published figures cite their papers with ``\\cite`` (the keys
+    of :func:`pd4ml.bench.citations.results_bibtex`).
     """
     summary = provenance(records)
     lines = [
-        "% pd4ml leaderboard: needs \\usepackage{booktabs} in the preamble.",
+        "% pd4ml leaderboard: needs \\usepackage{booktabs} and \\usepackage{graphicx};",
+        "% the \\cite keys are in the BibTeX of `pd4ml cite --results DIR`.",
         "% Generated from bench records; do not edit by hand.",
     ]
     for heading, entries in provenance_items(summary):
