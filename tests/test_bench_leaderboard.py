@@ -151,11 +151,12 @@ def example_record(
                 "resolution": (0.5 + 0.1 * centres).tolist(),
                 "counts": [80] * 6,
             }
-            record["curves"]["energy_resolution"] = {
-                "centres": centres.tolist(),
-                "sigma_over_e": (0.5 / np.sqrt(centres)).tolist(),
-                "counts": [80] * 6,
-            }
+            if dataset in ("calice_ahcal", "ild_photon_showers"):
+                record["curves"]["energy_resolution"] = {
+                    "centres": centres.tolist(),
+                    "sigma_over_e": (0.5 / np.sqrt(centres)).tolist(),
+                    "counts": [80] * 6,
+                }
     if lr_finder:
         rates = np.logspace(-6, 0, 30)
         record["lr_finder"] = {
@@ -548,14 +549,18 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def report_records() -> list[dict[str, Any]]:
+    """Every kind of plot once, plus sections and rows that have nothing to plot."""
+    calorimeter = example_record(dataset="calice_ahcal", seed=0)
+    calorimeter["history"] = []
     return [
         *classification_seeds(),
-        example_record(seed=0, synthetic=True, lr_finder=True),
+        example_record(seed=0, synthetic=True, lr_finder=True, curves=False),
         example_record(model="graphnet", seed=0, curves=False),
         example_record(dataset="airshower", seed=0, lr_finder=True),
         example_record(dataset="airshower", seed=1),
-        example_record(dataset="airshower", seed=0, synthetic=True, model="cnn"),
+        *without_plots([example_record(dataset="airshower", synthetic=True, model="cnn")]),
         example_record(dataset="airshower", seed=1, status="failed"),
+        calorimeter,
     ]
 
 
@@ -564,7 +569,7 @@ def test_html_report_has_tables_with_captions_and_valid_plots(tmp_path: Path) ->
     html = index.read_text()
     assert html.startswith("<!DOCTYPE html>")
     assert "<script" not in html and "http://" not in html and "https://" not in html
-    assert html.count("<table>") == html.count("<caption>") == 8
+    assert html.count("<table>") == html.count("<caption>") == 10
     images = re.findall(r'<img src="([^"]+)" alt="([^"]+)"', html)
     assert len(images) == html.count("<img ")
     names = {Path(src).name for src, _ in images}
@@ -572,8 +577,12 @@ def test_html_report_has_tables_with_captions_and_valid_plots(tmp_path: Path) ->
         assert f"top-tagging-archive-data-{stem}.png" in names
     assert "top-tagging-archive-data-lr-finder.png" not in names  # no record has one
     assert "top-tagging-synthetic-data-lr-finder.png" in names
-    for stem in ("residuals", "resolution", "energy-resolution", "training", "lr-finder"):
+    for stem in ("residuals", "resolution", "training", "lr-finder"):
         assert f"airshower-archive-data-{stem}.png" in names
+    assert "airshower-archive-data-energy-resolution.png" not in names  # not a calorimeter
+    assert "calice-ahcal-archive-data-energy-resolution.png" in names
+    assert not any(name.startswith("airshower-synthetic") for name in names)
+    assert "No curves in these records to plot." in html
     for src, alt in images:
         assert src.startswith("plots/") and alt.strip()
         width, height = png_size(index.parent / src)

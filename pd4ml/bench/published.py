@@ -321,8 +321,8 @@ _AIRSHOWER: tuple[PublishedFigure, ...] = (
         0.918,
         0.771,
         extra=(
-            "; the ratio is of 1/resolution (reference resolution / model resolution), "
-            "so 0.918 means about 9 % worse Xmax resolution"
+            "; the ratio is of 1/resolution (reference resolution / model resolution): "
+            "below 1 is a worse Xmax resolution (0.918 about 9 % worse, 0.771 about 30 %)"
         ),
     ),
     PublishedFigure(
