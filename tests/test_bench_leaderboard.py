@@ -466,6 +466,7 @@ def test_latex_escapes_and_uses_booktabs() -> None:
     for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
         assert latex.count(rule) == 2
     assert "0.9000 $\\pm$ ---" in latex
+    assert "ParticleNet & $1/\\varepsilon_B$ ($\\varepsilon_S = 0.3$) & 1615 $\\pm$ 93" in latex
     assert latex_escape("a_b & 50% #1 {x} ~ ^ $") == (
         "a\\_b \\& 50\\% \\#1 \\{x\\} \\textasciitilde{} \\textasciicircum{} \\$"
     )

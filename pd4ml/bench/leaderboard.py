@@ -568,12 +568,14 @@ def _markdown_section(section: Section) -> list[str]:
     return lines
 
 
-def published_metric(figure: PublishedFigure) -> str:
-    """The metric of a published figure under the table's column title (a ratio says so)."""
-    title = METRIC_TITLES.get(figure.metric, (figure.metric, figure.metric))[0]
-    if not figure.is_ratio:
-        return title
-    return figure.metric_label.replace(figure.metric, title, 1)
+def published_metric(figure: PublishedFigure, *, latex: bool = False) -> str:
+    """The metric of a published figure under the table's column title (a ratio says so);
+    ``latex=True`` gives LaTeX source (already escaped)."""
+    text_title, latex_title = METRIC_TITLES.get(figure.metric, (figure.metric, figure.metric))
+    if not latex:
+        return figure.metric_label.replace(figure.metric, text_title, 1)
+    label = latex_escape(figure.metric_label)
+    return label.replace(latex_escape(figure.metric), latex_title, 1)
 
 
 def _figure_source(figure: PublishedFigure) -> str:
@@ -704,7 +706,7 @@ def _latex_section(section: Section) -> list[str]:
     published_rows = [
         [
             latex_escape(figure.model),
-            latex_escape(published_metric(figure)),
+            published_metric(figure, latex=True),
             latex_escape(format_figure_value(figure)),
             latex_escape(figure.source)
             + (f"~\\cite{{{figure.bibtex_key}}}" if figure.bibtex_key else ""),
