@@ -1,0 +1,90 @@
+"""``pd4ml cite --results DIR``: the BibTeX behind a set of bench records.
+
+The bibliography holds, de-duplicated by BibTeX key (the first entry of a key wins): pd4ml's own
+paper and package, the citations of every dataset behind the records (from the bundled
+manifests; a synthetic demo record still names its real dataset, whose papers describe what the
+synthetic generator imitates), and the papers of the published figures the leaderboard shows
+beside them. A comment header lists the records' datasets, versions and DOIs and says when any
+record is synthetic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pd4ml.bench.leaderboard import SYNTHETIC_NOTICE, is_synthetic, load_records
+from pd4ml.bench.published import published_figures
+from pd4ml.citation import package_bibtex
+from pd4ml.manifest import find_manifest
+
+_ENTRY_START = re.compile(r"^@\w+\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
+
+
+def split_bibtex(text: str) -> list[tuple[str, str]]:
+    """``(key, entry)`` for every ``@type{key, …}`` entry of ``text``, in order."""
+    starts = list(_ENTRY_START.finditer(text))
+    entries = []
+    for index, match in enumerate(starts):
+        end = starts[index + 1].start() if index + 1 < len(starts) else len(text)
+        entries.append((match.group(1), text[match.start() : end].strip()))
+    return entries
+
+
+def _records(directories_or_records: Sequence[Path | str | Mapping[str, Any]]) -> list[Any]:
+    records: list[Any] = []
+    directories: list[Path | str] = []
+    for item in directories_or_records:
+        if isinstance(item, Mapping):
+            records.append(item)
+        else:
+            directories.append(item)
+    if directories:
+        records += load_records(directories)
+    return records
+
+
+def results_bibtex(directories_or_records: Sequence[Path | str | Mapping[str, Any]]) -> str:
+    """The BibTeX of every dataset and paper behind the records, with a provenance header.
+
+    Args:
+        directories_or_records: run directories (or their ``results/``), record dicts, or both.
+
+    Raises:
+        pd4ml.bench.records.RecordError: an invalid record file.
+        pd4ml.errors.UnknownNameError: a record names a dataset without a bundled manifest.
+    """
+    records = _records(directories_or_records)
+    header = ["% BibTeX for pd4ml bench results."]
+    datasets: dict[str, set[str]] = {}
+    for record in records:
+        dataset = record["dataset"]
+        doi = dataset.get("doi") or "no DOI (synthetic)"
+        kind = "SYNTHETIC" if is_synthetic(record) else "real data"
+        datasets.setdefault(record["cell"]["dataset"], set()).add(
+            f"version {dataset['version']}, DOI {doi}, {kind}"
+        )
+    if not records:
+        header.append("% No records were found; only pd4ml itself is cited.")
+    for name in sorted(datasets):
+        header.append(f"% dataset {name}: {'; '.join(sorted(datasets[name]))}")
+    if any(is_synthetic(record) for record in records):
+        header += [
+            f"% {SYNTHETIC_NOTICE}.",
+            "% Synthetic records imitate the datasets cited below; they do not use their data.",
+        ]
+    blocks = [package_bibtex()]
+    for name in sorted(datasets):
+        blocks.append(find_manifest(name).bibtex())
+    for name in sorted(datasets):
+        blocks += [figure.bibtex() or "" for figure in published_figures(name)]
+    seen: set[str] = set()
+    entries = []
+    for block in blocks:
+        for key, entry in split_bibtex(block):
+            if key not in seen:
+                seen.add(key)
+                entries.append(entry)
+    return "\n".join(header) + "\n\n" + "\n\n".join(entries) + "\n"
