@@ -423,7 +423,9 @@ _KILLED_WRITER = textwrap.dedent(
     from tests.bench_examples import example_record
 
     def stalled_replace(source, destination):
-        Path(sys.argv[3]).write_text(str(source))
+        part = sys.argv[3] + ".part"
+        Path(part).write_text(str(source))
+        os.rename(part, sys.argv[3])  # the marker appears complete
         time.sleep(120)
 
     os.replace = stalled_replace
