@@ -356,7 +356,7 @@ def test_metric_value_and_metric_float_encode_non_finite_numbers() -> None:
     assert metric_float(3) == 3.0
     for bad in ("Infinity", "0.5", True):
         with pytest.raises(RecordError, match="not a number"):
-            metric_float(bad)  # type: ignore[arg-type]
+            metric_float(bad)
 
 
 # -- writing and reading ------------------------------------------------------------------------
