@@ -394,6 +394,35 @@ def test_infinities_and_nan_round_trip_as_strict_json(tmp_path: Path) -> None:
     assert metric_float(back["metrics"]["auc"]) == 0.5
 
 
+def test_validation_sees_numpy_tuples_and_infinities_as_they_will_be_written() -> None:
+    record = example_record()
+    record["metrics"]["rejection_30"] = math.inf
+    record["metrics"]["auc"] = np.float32(0.9)
+    record["model"]["parameters"] = np.int64(12)
+    record["dataset"]["test_splits"] = ("test",)
+    record["curves"]["roc"]["true_positive_rate"] = np.linspace(0, 1, 101)
+    validate_record(record)
+
+
+def test_write_syncs_the_file_and_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("no /proc/self/fd")
+    monkeypatch.setattr(os, "fsync", fsync)
+    path = write_record(tmp_path / "out" / "seed-0.json", example_record())
+    assert len(synced) == 2
+    assert Path(synced[0]).name.startswith(".seed-0.json.")  # the temporary, before the rename
+    assert Path(synced[1]) == path.parent
+
+
 def test_an_infinite_curve_point_is_rejected_before_writing(tmp_path: Path) -> None:
     record = example_record()
     record["curves"]["roc"]["true_positive_rate"][3] = math.inf

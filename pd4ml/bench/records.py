@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import json
+import logging
 import math
 import os
 import re
@@ -31,6 +32,8 @@ import numpy as np
 
 from pd4ml.bench.errors import BenchError
 from pd4ml.errors import Pd4mlError
+
+logger = logging.getLogger("pd4ml")
 
 SCHEMA_ID = "pd4ml-bench-record/1"
 
@@ -182,17 +185,20 @@ def validate_record(record: Mapping[str, Any], where: str = "record") -> None:
     ``status == "failed"``, ``seed == cell.seed``, ``dataset.doi`` is null only for synthetic
     data, a finished record has its task's metrics, and curve arrays have matching lengths.
 
-    Raises :class:`RecordError` naming ``where`` (a file name) and the JSON path of the first
-    few problems.
+    NumPy scalars and arrays, tuples and non-finite floats are checked in the form
+    :func:`write_record` stores them (plain JSON, :func:`metric_value`). Raises
+    :class:`RecordError` naming ``where`` (a file name) and the JSON path of the first few
+    problems.
     """
     if not isinstance(record, Mapping):
         raise RecordError(
             f"{where}: a benchmark record is a JSON object, not {type(record).__name__}"
         )
-    errors = sorted(_validator().iter_errors(record), key=lambda error: list(error.absolute_path))
+    document = _plain(record)
+    errors = sorted(_validator().iter_errors(document), key=lambda error: list(error.absolute_path))
     problems = [f"{_json_path(list(error.absolute_path))}: {error.message}" for error in errors]
     if not problems:
-        problems = _cross_field_problems(record)
+        problems = _cross_field_problems(document)
     if problems:
         shown = "\n  ".join(problems[:_SHOWN_PROBLEMS])
         more = len(problems) - _SHOWN_PROBLEMS
@@ -218,13 +224,17 @@ def record_path(out: Path, dataset: str, model: str, seed: int) -> Path:
 
 
 def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be synced)."""
     if os.name != "posix":  # directories cannot be opened for fsync on Windows
         return
-    descriptor = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError as error:  # some network file systems refuse it; the file is in place
+        logger.debug("cannot fsync directory %s: %s", directory, error)
 
 
 def write_record(path: Path, record: Mapping[str, Any]) -> Path:
