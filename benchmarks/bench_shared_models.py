@@ -33,10 +33,8 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -44,32 +42,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pd4ml import (  # noqa: E402
-    EOS,
-    Airshower,
-    CaliceAHCAL,
-    HiggsML,
-    ILDPhotonShowers,
-    SmartBKG,
-    Spinodal,
-    TopTagging,
-)
 from pd4ml.config import RetryPolicy, Settings  # noqa: E402
-from pd4ml.datasets.base import Dataset, PreparedData  # noqa: E402
+from pd4ml.datasets.base import PreparedData  # noqa: E402
 from pd4ml.metrics import accuracy, binary_cross_entropy, mse, resolution, roc_auc  # noqa: E402
 from pd4ml.models import FCNConfig, build, describe  # noqa: E402
 from pd4ml.models.graphnet import GraphNetConfig  # noqa: E402
 from pd4ml.testing import ArchiveServer  # noqa: E402
-from pd4ml.testing.synthetic import (  # noqa: E402
-    synthetic_variant,
-    write_ahcal_npz,
-    write_airshower_npz,
-    write_higgsml_csv,
-    write_pd4ml_image_npz,
-    write_photon_showers_hdf5,
-    write_smartbkg_npz,
-    write_top_tagging_h5,
-)
+from pd4ml.testing.served import SYNTHETIC  # noqa: E402
+from pd4ml.testing.synthetic import synthetic_variant  # noqa: E402
 from pd4ml.train import Recipe, fit  # noqa: E402
 from pd4ml.train.predict import predict  # noqa: E402
 
@@ -83,97 +63,6 @@ GRAPHNET_CONFIG = GraphNetConfig(
 #: fraction of the constant predictor's.
 AUC_TARGET = 0.6
 MSE_FRACTION_TARGET = 0.8
-
-
-@dataclass(frozen=True)
-class Synthetic:
-    """How to serve one dataset's synthetic files: ``write(directory, n_train, n_test, seed)``
-    writes them and returns ``{file key: path}``; ``heldout`` are the splits scored."""
-
-    dataset: type[Dataset]
-    write: Callable[[Path, int, int, int], dict[str, Path]]
-    template_version: str | None = None
-    kind: str = "zenodo"
-    params: dict[str, Any] = field(default_factory=dict)
-    graph: bool = True
-    heldout: tuple[str, ...] = ("test",)
-
-
-def _top_tagging(directory: Path, n_train: int, n_test: int, seed: int) -> dict[str, Path]:
-    return {
-        "train.h5": write_top_tagging_h5(directory / "train.h5", n_train, seed=seed),
-        "test.h5": write_top_tagging_h5(directory / "test.h5", n_test, seed=seed + 1, ttv=1),
-    }
-
-
-def _one(key: str, writer: Callable[[Path, int, int, int], Path]) -> Callable[..., dict[str, Path]]:
-    def write(directory: Path, n_train: int, n_test: int, seed: int) -> dict[str, Path]:
-        return {key: writer(directory / key, n_train, n_test, seed)}
-
-    return write
-
-
-def _ahcal(path: Path, n_train: int, n_test: int, seed: int) -> Path:
-    # one file; the converter holds out a seeded, stratified test fraction
-    return write_ahcal_npz(path, n_train + n_test, seed=seed)
-
-
-def _higgsml(path: Path, n_train: int, n_test: int, seed: int) -> Path:
-    # the converter assigns events by KaggleSet: about 30 % train + val, 70 % test
-    return write_higgsml_csv(path, n_train + n_test, seed=seed)
-
-
-def _photons(path: Path, n_train: int, n_test: int, seed: int) -> Path:
-    return write_photon_showers_hdf5(path, n_train + n_test, seed=seed)
-
-
-SYNTHETIC: dict[str, Synthetic] = {
-    "top_tagging": Synthetic(TopTagging, _top_tagging, params={"n_constituents": 40, "k": 5}),
-    "smartbkg": Synthetic(
-        SmartBKG,
-        _one(
-            "6_belle_selective_400k.npz",
-            lambda p, a, b, s: write_smartbkg_npz(p, n_train=a, n_test=b, seed=s),
-        ),
-        "pd4ml-2021",
-    ),
-    "spinodal": Synthetic(
-        Spinodal,
-        _one(
-            "2_spinodal_29k.npz",
-            lambda p, a, b, s: write_pd4ml_image_npz(p, "spinodal", a, b, seed=s),
-        ),
-        "pd4ml-2021",
-    ),
-    "eos": Synthetic(
-        EOS,
-        _one(
-            "3_EOSL_or_EOSQ_180k.npz",
-            lambda p, a, b, s: write_pd4ml_image_npz(p, "eos", a, b, seed=s),
-        ),
-        "pd4ml-2021",
-        params={"form": "nodes"},
-    ),
-    "airshower": Synthetic(
-        Airshower,
-        _one(
-            "4_airshower_100k_regression.npz",
-            lambda p, a, b, s: write_airshower_npz(p, a, b, seed=s),
-        ),
-        "pd4ml-2021",
-    ),
-    "calice_ahcal": Synthetic(
-        CaliceAHCAL, _one("ahcal_pions_sps2018.npz", _ahcal), "sps-2018-numpy"
-    ),
-    "higgsml": Synthetic(
-        HiggsML,
-        _one("atlas-higgs-challenge-2014-v2.csv.gz", _higgsml),
-        kind="cernopendata",
-        graph=False,
-        heldout=("public_test", "private_test"),
-    ),
-    "ild_photon_showers": Synthetic(ILDPhotonShowers, _one("photons.hdf5", _photons), graph=False),
-}
 
 
 class Served:

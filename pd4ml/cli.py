@@ -1,7 +1,9 @@
 """The ``pd4ml`` command line (also ``python -m pd4ml`` and ``pd4ml-hep``).
 
 Commands: ``list``, ``info NAME``, ``download NAME… | --all``, ``verify [NAME]``, ``urls NAME``,
-``import NAME DIR``, ``cite [NAME]``, ``cache [clean]`` and ``demo``. Exit codes: 0 success,
+``import NAME DIR``, ``cite [NAME | --results DIR…]``, ``cache [clean]``, ``bench …`` (the
+benchmark runner, :mod:`pd4ml.bench.cli`) and ``demo`` (``bench --all --source demo --profile
+quick``). Exit codes: 0 success,
 1 a failed download/verification/import, 2 a usage error (unknown name, bad arguments).
 """
 
@@ -245,6 +247,13 @@ def _command_import(args: argparse.Namespace, settings: Settings, console: Conso
 def _command_cite(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     from pd4ml.citation import package_bibtex
 
+    if args.results:
+        if args.name:
+            raise UnknownNameError("give a dataset name or --results DIR, not both")
+        from pd4ml.bench.citations import results_bibtex
+
+        print(results_bibtex([Path(directory) for directory in args.results]), end="")
+        return 0
     text = (
         find_manifest(args.name).bibtex() + "\n" + package_bibtex()
         if args.name
@@ -314,27 +323,6 @@ def _clean_cache(args: argparse.Namespace, cache: Cache, console: Console) -> in
     return 0
 
 
-def _command_demo(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    from pd4ml.testing.demo import run_demo
-
-    report = run_demo(Path(args.cache_dir) if args.cache_dir else None)
-    X, y = report.cold
-    console.print(
-        "pd4ml demo: a SYNTHETIC dataset served by the loopback archive server", highlight=False
-    )
-    console.print(
-        f"cold load (record → download → sha256 → convert → mmap): {report.cold_seconds:.3f} s; "
-        f"warm load: {report.warm_seconds * 1000:.2f} ms; HTTP requests: {report.requests}",
-        highlight=False,
-    )
-    console.print(
-        f"X[0] {X[0].shape} {X[0].dtype}, y {y.shape}; source={report.cold.metadata.source}, "
-        f"synthetic={report.cold.metadata.synthetic}, memory-mapped={hasattr(X[0], 'filename')}",
-        highlight=False,
-    )
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``pd4ml`` command."""
     parser = argparse.ArgumentParser(
@@ -369,15 +357,32 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("name")
     importing.add_argument("directory")
     importing.add_argument("--version", dest="version", default=None)
-    cite = commands.add_parser("cite", help="BibTeX for a dataset (or for pd4ml)")
+    cite = commands.add_parser(
+        "cite", help="BibTeX for a dataset, for pd4ml, or for everything behind a leaderboard"
+    )
     cite.add_argument("name", nargs="?")
+    cite.add_argument(
+        "--results",
+        nargs="+",
+        metavar="DIR",
+        help="the datasets and papers behind the records of these benchmark runs",
+    )
     cache = commands.add_parser("cache", help="where the cache is, how big; clean it")
     cache.add_argument("action", nargs="?", choices=["info", "clean"], default="info")
     cache.add_argument("names", nargs="*", metavar="NAME")
     cache.add_argument("--all", action="store_true", help="clean: every dataset")
     cache.add_argument("--partial", action="store_true", help="clean: interrupted downloads only")
-    demo = commands.add_parser("demo", help="offline demo through the loopback archive server")
-    demo.add_argument("--cache-dir", default=None, help="keep the demo cache here")
+    demo = commands.add_parser(
+        "demo",
+        help="the offline end-to-end demo: python -m pd4ml.bench --all --source demo "
+        "--profile quick (synthetic files through the loopback archive server)",
+        add_help=False,
+    )
+    demo.add_argument("bench_arguments", nargs=argparse.REMAINDER)
+    bench = commands.add_parser(
+        "bench", help="the benchmark runner (python -m pd4ml.bench)", add_help=False
+    )
+    bench.add_argument("bench_arguments", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -390,14 +395,23 @@ _COMMANDS = {
     "import": _command_import,
     "cite": _command_cite,
     "cache": _command_cache,
-    "demo": _command_demo,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] in (["bench"], ["demo"]):
+        # the runner has its own parser (and --help); hand it every argument unparsed
+        from pd4ml.bench.cli import main as bench_main
+
+        if arguments[0] == "bench":
+            return bench_main(arguments[1:], prog="pd4ml bench")
+        chosen = "--datasets" in arguments or "--all" in arguments
+        demo = ["--source", "demo", "--profile", "quick", *arguments[1:]]
+        return bench_main(demo if chosen else ["--all", *demo], prog="pd4ml demo")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

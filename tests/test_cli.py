@@ -1,7 +1,8 @@
-"""The command line: list, info, download, verify, urls, import, cite, cache, demo."""
+"""The command line: list, info, download, verify, urls, import, cite, cache, demo, bench."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -131,15 +132,43 @@ def test_offline_download_fails_fast(
     assert code == 1 and "PD4ML_OFFLINE=1" in err and "pd4ml import higgsml" in err
 
 
-def test_demo_and_module_entry_point(tmp_path: Path) -> None:
+def test_demo_runs_the_bench_on_synthetic_files_and_cite_results(tmp_path: Path) -> None:
+    """``pd4ml demo`` is ``python -m pd4ml.bench --all --source demo --profile quick`` (here
+    narrowed to one cell); ``pd4ml cite --results`` cites what its records used."""
+    out = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "pd4ml", "demo"],
+        [
+            *(sys.executable, "-m", "pd4ml", "demo", "--datasets", "higgsml", "--models", "fcn"),
+            *("--seeds", "1", "--out", str(out), "--progress", "plain"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SYNTHETIC" in result.stdout and "1 cell(s) run" in result.stdout
+    record = json.loads((out / "results" / "higgsml" / "fcn" / "seed-0.json").read_text())
+    assert record["cell"]["source"] == "demo" and record["dataset"]["synthetic"] is True
+    assert (out / "LEADERBOARD.md").is_file() and (out / "report" / "index.html").is_file()
+    cited = subprocess.run(
+        [sys.executable, "-m", "pd4ml", "cite", "--results", str(out)],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=120,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
-    assert "SYNTHETIC" in result.stdout and "HTTP requests: 1" in result.stdout
-    assert "synthetic=True" in result.stdout
+    assert cited.returncode == 0, cited.stderr
+    assert "@" in cited.stdout and "Benato" in cited.stdout
+    assert "10.7483/OPENDATA.ATLAS.ZBP2.M5T8" in cited.stdout  # the HiggsML record's DOI
+    bench = subprocess.run(
+        [sys.executable, "-m", "pd4ml", "bench", "report", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert bench.returncode == 0 and "LEADERBOARD.md" in bench.stdout, bench.stderr

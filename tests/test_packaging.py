@@ -62,6 +62,7 @@ def test_wheel_carries_manifests_and_works_alone(tmp_path: Path) -> None:
     }
     assert len(manifests) == 8, sorted(names)
     assert "pd4ml/reference_models/__init__.py" in names
+    assert "pd4ml/bench/record.schema.json" in names and "pd4ml/bench/runner.py" in names
     licence = [name for name in names if name.endswith(".dist-info/licenses/LICENSE")]
     assert licence, "the LICENSE file is not in the wheel"
     (metadata,) = [name for name in names if name.endswith(".dist-info/METADATA")]

@@ -561,7 +561,7 @@ def imported_modules(path: Path) -> Iterator[tuple[int, str]]:
 
 
 @pytest.mark.parametrize(
-    "layer", ["manifest", "cache", "fetch", "datasets", "adapters", "models", "train"]
+    "layer", ["manifest", "cache", "fetch", "datasets", "adapters", "models", "train", "bench"]
 )
 def test_nothing_imports_upward(layer: str) -> None:
     own = LAYERS.index(layer)

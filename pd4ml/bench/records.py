@@ -155,6 +155,8 @@ def _cross_field_problems(record: Mapping[str, Any]) -> list[str]:
         problems.append("$.failure: must be null when status is 'finished'")
     if record["seed"] != record["cell"]["seed"]:
         problems.append(f"$.seed: {record['seed']} differs from cell.seed {record['cell']['seed']}")
+    if not failed and record["model"]["parameters"] < 1:
+        problems.append("$.model.parameters: a finished record's model has parameters (≥ 1)")
     if not failed:
         required = REQUIRED_METRICS[record["task"]] + DATASET_METRICS.get(
             record["cell"]["dataset"], ()

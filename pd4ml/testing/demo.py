@@ -1,28 +1,21 @@
-"""The offline demo: a synthetic dataset served by the loopback archive server.
-
-``pd4ml demo`` writes a small synthetic file in the original pd4ml npz layout, serves it as a
-Zenodo record on 127.0.0.1, and goes through the real path: record → download → checksum →
-conversion → memory-mapped load, cold and then warm. The data are random numbers with a
-learnable signal, labelled synthetic everywhere; they are not a physics measurement.
+"""A small generic point-cloud dataset in the original pd4ml npz layout, served by the loopback
+archive server: the test fixture of the cache and storage machinery (not one of the physics
+datasets; ``pd4ml demo`` runs the real datasets' synthetic files through the bench instead).
+The data are random numbers with a learnable signal, labelled synthetic everywhere.
 """
 
 from __future__ import annotations
 
 import hashlib
-import tempfile
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from pd4ml.config import Settings
-from pd4ml.datasets.base import ArrayWriter, Dataset, LoadResult
+from pd4ml.datasets.base import ArrayWriter, Dataset
 from pd4ml.datasets.pd4ml_npz import convert_pd4ml_npz
 from pd4ml.manifest import DatasetManifest, DatasetVersion, parse_manifest
-from pd4ml.testing.server import ArchiveServer
 
 DEMO_RECORD = 4242
 
@@ -97,35 +90,3 @@ def demo_dataset(manifest: DatasetManifest) -> type[Dataset]:
             convert_pd4ml_npz(raw_files["demo_points.npz"], writer, ["points"])
 
     return DemoPoints
-
-
-@dataclass(frozen=True)
-class DemoReport:
-    """What the demo measured."""
-
-    cold: LoadResult
-    warm: LoadResult
-    cold_seconds: float
-    warm_seconds: float
-    requests: int
-    cache_dir: Path
-
-
-def run_demo(cache_dir: Path | None = None) -> DemoReport:
-    """Serve, download, verify, convert and load the demo dataset; return the figures."""
-    with tempfile.TemporaryDirectory(prefix="pd4ml-demo-") as scratch:
-        cache = Path(cache_dir) if cache_dir else Path(scratch) / "cache"
-        source = write_demo_npz(Path(scratch) / "demo_points.npz")
-        with ArchiveServer() as server:
-            server.add_zenodo_record(DEMO_RECORD, {"demo_points.npz": source})
-            dataset = demo_dataset(demo_manifest(server.url, source))
-            settings = Settings.from_env(cache).with_changes(
-                mirrors=(), shared_dirs=(), offline=False
-            )
-            started = time.perf_counter()
-            cold = dataset.load("train", settings=settings)
-            cold_seconds = time.perf_counter() - started
-            started = time.perf_counter()
-            warm = dataset.load("train", settings=settings)
-            warm_seconds = time.perf_counter() - started
-            return DemoReport(cold, warm, cold_seconds, warm_seconds, server.count(), cache)

@@ -53,7 +53,7 @@ from pd4ml.train.checkpoint import (
 from pd4ml.train.data import TrainingData, as_training_data, to_tensors
 from pd4ml.train.distributed import Distributed, device_for, from_environment
 from pd4ml.train.losses import LossName, prediction_loss, resolve_loss, weighted_loss
-from pd4ml.train.lr_finder import find_learning_rate
+from pd4ml.train.lr_finder import LRFinderResult, find_learning_rate
 from pd4ml.train.progress import TrainingProgress, bar_enabled
 from pd4ml.train.recipe import Recipe, RecipeError, TrainingError
 from pd4ml.train.schedules import Plateau
@@ -87,6 +87,8 @@ class TrainResult:
         member_summary: per metric, the members' (mean, sample standard deviation).
         seconds: wall time of the call.
         recipe: the recipe used.
+        lr_finder: the learning-rate range test of the first member when the recipe's
+            ``learning_rate`` is ``"find"`` (None otherwise, and after resuming a finished run).
     """
 
     model: nn.Module
@@ -97,6 +99,7 @@ class TrainResult:
     member_summary: dict[str, tuple[float, float]]
     seconds: float
     recipe: Recipe
+    lr_finder: LRFinderResult | None = None
 
     def save(self, path: str | Path) -> Path:
         """Save the model (or ensemble) with its recipe: ``pd4ml.models.save``."""
@@ -123,6 +126,7 @@ class _Member:
     history: list[dict[str, Any]]
     best_epoch: int
     validation: dict[str, float]
+    lr_finder: LRFinderResult | None = None
 
 
 ModelOrBuilder = Model | Callable[[int], Model]
@@ -239,6 +243,7 @@ def _fit(
         member_summary=_summary([member.validation for member in members]),
         seconds=time.perf_counter() - started,
         recipe=recipe,
+        lr_finder=members[0].lr_finder,
     )
 
 
@@ -302,6 +307,7 @@ class _Run:
         self.stopped = False
         self.base_lr = 0.0
         self.schedule: ScheduleState | None = None
+        self.lr_finder: LRFinderResult | None = None
 
     # -- the run --------------------------------------------------------------------------------
     def train(self, progress: TrainingProgress) -> _Member:
@@ -464,7 +470,9 @@ class _Run:
                     if key.startswith("val_")
                 }
         self.model.eval()
-        member = _Member(self.model, list(self.history), best_epoch, dict(validation))
+        member = _Member(
+            self.model, list(self.history), best_epoch, dict(validation), self.lr_finder
+        )
         self._save(finished=member)
         return member
 
@@ -581,6 +589,7 @@ class _Run:
 
         self.net.train()
         result = find_learning_rate(train_step)
+        self.lr_finder = result
         self.model.load_state_dict(saved_model)
         self.optimizer.load_state_dict(saved_optimizer)
         load_rng(rng_tensors, rng_state)

@@ -1,0 +1,373 @@
+"""The benchmark runner end to end on the demo source: synthetic files in the official layouts,
+served by the loopback archive server, downloaded, verified, converted, prepared, trained,
+scored and written as validated records; resumable, robust to failing and killed cells.
+
+The cells here use smaller demo files and fewer epochs than the main job (the main job's
+figures are measured by running it; see the README), but every step is the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("torch", reason="the train extra is not installed")
+
+from pd4ml.bench import cells as cells_module
+from pd4ml.bench import models as bench_models_module
+from pd4ml.bench import runner as runner_module
+from pd4ml.bench.cells import SYNTHETIC_NOTICE, Cell, CellOutcome, run_cell
+from pd4ml.bench.errors import BenchError
+from pd4ml.bench.models import BenchModel, Setup
+from pd4ml.bench.records import iter_records, read_record
+from pd4ml.bench.runner import BenchConfig, plan, run_bench
+from pd4ml.errors import UnknownNameError
+from pd4ml.models import FCNConfig
+from pd4ml.train import Recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL = tuple(runner_module.DEMO_EVENTS)
+#: Small demo files: (train, test) events per dataset.
+SMALL_EVENTS = {
+    "top_tagging": (240, 120),
+    "smartbkg": (240, 120),
+    "spinodal": (200, 80),
+    "eos": (200, 80),
+    "airshower": (200, 80),
+    "calice_ahcal": (300, 0),
+    "higgsml": (900, 0),
+    "ild_photon_showers": (300, 0),
+}
+
+
+def _small_setup(original: Any, epochs: int = 2) -> Any:
+    def setup(dataset: str, profile: str) -> Setup:
+        full = original(dataset, profile)
+        recipe = full.recipe.replace(epochs=epochs, batch_size=32)
+        return replace(full, recipe=recipe)
+
+    return setup
+
+
+@pytest.fixture
+def small(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Small demo files and 2-epoch recipes for the shared models."""
+    monkeypatch.setattr(runner_module, "DEMO_EVENTS", dict(SMALL_EVENTS))
+    for name in ("fcn", "graphnet"):
+        entry = bench_models_module._REGISTRY[name]
+        monkeypatch.setitem(
+            bench_models_module._REGISTRY, name, replace(entry, setup=_small_setup(entry.setup))
+        )
+    yield
+
+
+def _config(out: Path, datasets: tuple[str, ...] = (), **changes: Any) -> BenchConfig:
+    values: dict[str, Any] = {
+        "datasets": datasets,
+        "seeds": 1,
+        "source": "demo",
+        "profile": "quick",
+        "out": out,
+        "threads": 1,
+        "progress": "off",
+    }
+    values.update(changes)
+    return BenchConfig(**values)
+
+
+def _records(out: Path) -> dict[str, dict[str, Any]]:
+    return {
+        f"{r['cell']['dataset']}/{r['cell']['model']}/seed-{r['cell']['seed']}": r
+        for _, r in iter_records([out])
+    }
+
+
+def test_every_dataset_and_shared_model_gives_a_valid_synthetic_record(
+    small: None, tmp_path: Path
+) -> None:
+    summary = run_bench(_config(tmp_path / "run", ALL))
+    assert [o.status for o in summary.outcomes] == ["finished"] * 16, [
+        (o.cell.label, o.message) for o in summary.outcomes if o.status != "finished"
+    ]
+    records = _records(tmp_path / "run")
+    assert len(records) == 16
+    for label, record in records.items():
+        assert record["status"] == "finished"
+        assert record["dataset"]["synthetic"] is True and record["dataset"]["source"] == "synthetic"
+        assert record["synthetic_notice"] == SYNTHETIC_NOTICE
+        assert record["dataset"]["files"] and all(
+            str(value).startswith("sha256:") for value in record["dataset"]["files"].values()
+        )
+        assert record["model"]["parameters"] > 0
+        assert record["dataset"]["n_train"] > 0 and record["dataset"]["n_test"] > 0
+        assert record["history"] and len(record["history"]) == 2
+        metrics = record["metrics"]
+        if record["task"] == "classification":
+            assert {"accuracy", "auc", "rejection_30", "rejection_50"} <= set(metrics), label
+            assert len(record["curves"]["roc"]["false_positive_rate"]) <= 201
+        else:
+            assert {"mse", "resolution", "bias"} <= set(metrics), label
+            assert "residuals" in record["curves"] and "resolution_vs_truth" in record["curves"]
+    assert "ams" in records["higgsml/fcn/seed-0"]["metrics"]
+    for name in ("calice_ahcal", "ild_photon_showers"):
+        assert records[f"{name}/fcn/seed-0"]["curves"]["energy_resolution"]["centres"]
+    # the quick FCN recipe runs the learning-rate range test: its curve is in the record
+    assert records["eos/fcn/seed-0"]["lr_finder"]["learning_rates"]
+    for name in ("LEADERBOARD.md", "leaderboard.tex", "report/index.html"):
+        assert (tmp_path / "run" / name).is_file(), name
+    assert SYNTHETIC_NOTICE.split(":")[0] in (tmp_path / "run" / "LEADERBOARD.md").read_text()
+
+
+def test_rerun_recomputes_nothing_and_a_deleted_record_exactly_its_cell(
+    small: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    config = _config(out, ("higgsml", "top_tagging"), seeds=2)
+    first = run_bench(config)
+    assert len(first.outcomes) == 8 and not first.failed
+    before = {path: path.stat().st_mtime_ns for path in (out / "results").rglob("seed-*.json")}
+
+    ran: list[str] = []
+
+    def counting(cell: Cell) -> CellOutcome:
+        ran.append(cell.label)
+        return run_cell(cell)
+
+    again = run_bench(config, run=counting)
+    assert ran == [] and again.outcomes == ()
+    assert {p: p.stat().st_mtime_ns for p in (out / "results").rglob("seed-*.json")} == before
+
+    (out / "results" / "top_tagging" / "graphnet" / "seed-1.json").unlink()
+    run_bench(config, run=counting)
+    assert ran == ["top_tagging/graphnet/seed-1"]
+    assert len(_records(out)) == 8
+
+
+def test_same_seed_gives_the_same_metrics(small: None, tmp_path: Path) -> None:
+    one = run_bench(_config(tmp_path / "a", ("higgsml",)))
+    two = run_bench(_config(tmp_path / "b", ("higgsml",)))
+    assert not one.failed and not two.failed
+    first, second = _records(tmp_path / "a"), _records(tmp_path / "b")
+    for label in first:
+        assert first[label]["metrics"] == second[label]["metrics"], label
+
+
+def test_a_changed_recipe_or_code_version_is_another_cell(
+    small: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    config = _config(out, ("higgsml",), models=("fcn",))
+    run_bench(config)
+    assert plan(config).pending == ()
+    old_key = read_record(out / "results" / "higgsml" / "fcn" / "seed-0.json")["cell"]["key"]
+
+    entry = bench_models_module._REGISTRY["fcn"]
+    monkeypatch.setitem(
+        bench_models_module._REGISTRY, "fcn", replace(entry, setup=_small_setup(entry.setup, 3))
+    )
+    changed = plan(config)
+    assert [cell.label for cell in changed.pending] == ["higgsml/fcn/seed-0"]
+    run_bench(config)
+    record = read_record(out / "results" / "higgsml" / "fcn" / "seed-0.json")
+    assert record["cell"]["key"] != old_key and len(record["history"]) == 3
+    kept = list((out / "results" / "higgsml" / "fcn" / "superseded").glob("*.json"))
+    assert len(kept) == 1 and old_key in kept[0].name
+    assert len(list(iter_records([out]))) == 1  # superseded records are not read
+
+    real = cells_module.code_version
+
+    def other_revision() -> dict[str, str]:
+        return {**real(), "git_revision": "0" * 40}
+
+    monkeypatch.setattr(cells_module, "code_version", other_revision)
+    assert [cell.label for cell in plan(config).pending] == ["higgsml/fcn/seed-0"]
+
+
+def test_a_failing_cell_is_recorded_and_the_others_finish(
+    small: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_setup(dataset: str, profile: str) -> Setup:
+        return Setup(FCNConfig(depth=1, width=4), Recipe(epochs=1), {"graph": False})
+
+    broken = BenchModel(
+        name="broken",
+        kind="shared",
+        architecture="no-such-architecture",
+        datasets=("higgsml",),
+        setup=broken_setup,
+        description="fails when built",
+    )
+    monkeypatch.setitem(bench_models_module._REGISTRY, "broken", broken)
+    out = tmp_path / "run"
+    summary = run_bench(_config(out, ("higgsml",), models=("fcn", "broken")))
+    statuses = {o.cell.label: o.status for o in summary.outcomes}
+    assert statuses == {"higgsml/fcn/seed-0": "finished", "higgsml/broken/seed-0": "failed"}
+    failed = read_record(out / "results" / "higgsml" / "broken" / "seed-0.json")
+    assert failed["status"] == "failed"
+    assert "no-such-architecture" in failed["failure"]["message"]
+    assert "Traceback" in failed["failure"]["traceback"]
+    assert failed["code"]["git_revision"] and failed["hardware"]["cpu"]
+    board = (out / "LEADERBOARD.md").read_text()
+    assert "broken" in board and "failed" in board.lower()
+    # a failed cell is not finished: the next run tries it again
+    assert [cell.label for cell in plan(_config(out, ("higgsml",), models=("broken",))).pending]
+
+
+def test_reference_models_say_when_a_dataset_has_none(tmp_path: Path) -> None:
+    config = _config(tmp_path / "run", ("top_tagging", "eos"), models=("reference",))
+    the_plan = plan(config)
+    assert the_plan.cells == ()
+    assert the_plan.notices == (
+        "top_tagging: no reference model yet",
+        "eos: no reference model yet",
+    )
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pd4ml.bench", "--datasets", "eos", "--models", "reference"),
+            *("--source", "demo", "--out", str(tmp_path / "cli"), "--progress", "plain"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "eos: no reference model yet" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"datasets": ("top_taging",)}, UnknownNameError),
+        ({"models": ("fnc",)}, UnknownNameError),
+        ({"profile": "fast"}, UnknownNameError),
+        ({"seeds": 0}, BenchError),
+        ({"executor": "local", "workers": 2}, BenchError),
+        ({"executor": "dask", "scheduler": "tcp://127.0.0.1:1"}, BenchError),  # demo + remote
+        ({"datasets": ()}, BenchError),
+    ],
+)
+def test_bad_options_are_clear_errors(
+    tmp_path: Path, changes: dict[str, Any], error: type[Exception]
+) -> None:
+    values = {"datasets": ("higgsml",), **changes}
+    with pytest.raises(error) as raised:
+        plan(_config(tmp_path, **values))
+    if changes.get("datasets"):
+        assert "top_tagging" in str(raised.value)
+
+
+def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
+    for arguments in (
+        ["--datasets", "nope"],
+        ["--all", "--models", "fnc"],
+        ["--all", "--seeds", "0"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "pd4ml.bench", *arguments, "--out", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert result.returncode == 2, (arguments, result.stderr)
+        assert "error" in result.stderr
+
+
+def _bench_process(out: Path, *extra: str) -> subprocess.Popen[str]:
+    environment = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    code = (
+        "import sys; import tests.test_bench_runner as t; t.shrink_for_subprocess(); "
+        "from pd4ml.bench.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-c", code, "--datasets", "higgsml", "top_tagging", "--seeds", "2"),
+            *("--source", "demo", "--threads", "1", "--out", str(out), "--progress", "plain"),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+    )
+
+
+def shrink_for_subprocess() -> None:
+    """The ``small`` fixture's changes, for a benchmark run in a child process."""
+    runner_module.DEMO_EVENTS.update(SMALL_EVENTS)
+    for name in ("fcn", "graphnet"):
+        entry = bench_models_module._REGISTRY[name]
+        bench_models_module._REGISTRY[name] = replace(entry, setup=_small_setup(entry.setup))
+
+
+def _wait_for_finished_cells(process: subprocess.Popen[str], count: int) -> list[str]:
+    lines: list[str] = []
+    assert process.stdout is not None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if sum("finished " in entry for entry in lines) >= count:
+            return lines
+    raise AssertionError("the run ended before enough cells finished:\n" + "".join(lines))
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_a_killed_run_restarts_and_completes_with_valid_records(tmp_path: Path, how: str) -> None:
+    out = tmp_path / "run"
+    process = _bench_process(out)
+    _wait_for_finished_cells(process, 2)
+    time.sleep(0.5)  # inside the next cell
+    process.send_signal(signal.SIGKILL if how == "SIGKILL" else signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    if how == "SIGINT":
+        assert process.returncode == 130, output
+        assert "interrupted" in output
+    else:
+        assert process.returncode == -signal.SIGKILL
+    survivors = list(iter_records([out]))  # every record on disk is valid
+    assert 2 <= len(survivors) < 8
+    restarted = _bench_process(out)
+    output, _ = restarted.communicate(timeout=600)
+    assert restarted.returncode == 0, output
+    records = _records(out)
+    assert len(records) == 8 and all(r["status"] == "finished" for r in records.values())
+    assert f"{8 - len(survivors)} cell(s) run" in output
+    for path in (out / "results").rglob("*.json"):
+        json.loads(path.read_text())
+
+
+def test_a_dask_run_gives_the_local_run_s_cells_and_metrics(
+    small: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two worker processes of a local Dask cluster run the same cells as the local executor
+    and, with the same seeds and one thread per cell, get bit-identical metrics."""
+    pytest.importorskip("distributed", reason="the dask extra is not installed")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    datasets = ("higgsml", "top_tagging")
+    local = run_bench(_config(tmp_path / "local", datasets, seeds=2))
+    dask = run_bench(_config(tmp_path / "dask", datasets, seeds=2, executor="dask", workers=2))
+    assert not local.failed and not dask.failed
+    first, second = _records(tmp_path / "local"), _records(tmp_path / "dask")
+    assert sorted(first) == sorted(second) and len(first) == 8
+    for label, record in first.items():
+        other = second[label]
+        assert other["cell"]["key"] == record["cell"]["key"], label
+        assert other["metrics"] == record["metrics"], label
+        assert other["history"][-1]["train_loss"] == record["history"][-1]["train_loss"], label
+    # the workers wrote into the shared output directory; a rerun there recomputes nothing
+    assert plan(_config(tmp_path / "dask", datasets, seeds=2)).pending == ()
