@@ -8,6 +8,7 @@ figures are measured by running it; see the README), but every step is the real 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="the train extra is not installed")
@@ -32,6 +34,7 @@ from pd4ml.bench.models import BenchModel, Setup
 from pd4ml.bench.records import iter_records, read_record
 from pd4ml.bench.runner import BenchConfig, plan, run_bench
 from pd4ml.errors import UnknownNameError
+from pd4ml.metrics import evaluate
 from pd4ml.models import FCNConfig
 from pd4ml.train import Recipe
 
@@ -85,6 +88,20 @@ def _config(out: Path, datasets: tuple[str, ...] = (), **changes: Any) -> BenchC
     return BenchConfig(**values)
 
 
+def _served_test(out: Path, record: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The test split a demo record was scored on, read from the run's demo cache."""
+    (meta,) = [
+        path
+        for path in (out / "demo" / "cache" / record["cell"]["dataset"]).glob(
+            "*/prepared/*/test/meta.json"
+        )
+    ]
+    return {
+        name: np.load(meta.parent / f"{name}.npy", allow_pickle=False)
+        for name in ("labels", "weights")
+    }
+
+
 def _records(out: Path) -> dict[str, dict[str, Any]]:
     return {
         f"{r['cell']['dataset']}/{r['cell']['model']}/seed-{r['cell']['seed']}": r
@@ -119,6 +136,18 @@ def test_every_dataset_and_shared_model_gives_a_valid_synthetic_record(
             assert {"mse", "resolution", "bias"} <= set(metrics), label
             assert "residuals" in record["curves"] and "resolution_vs_truth" in record["curves"]
     assert "ams" in records["higgsml/fcn/seed-0"]["metrics"]
+    # the saved test predictions reproduce the recorded metrics
+    for label in ("eos/graphnet/seed-0", "airshower/fcn/seed-0"):
+        record = records[label]
+        saved = record["predictions"]
+        path = tmp_path / "run" / "results" / label.rsplit("/", 1)[0] / saved["file"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == saved["sha256"]
+        scores = np.load(path, allow_pickle=False)
+        assert scores.shape == (saved["n_events"],) == (record["dataset"]["n_test"],)
+        test = _served_test(tmp_path / "run", record)
+        computed = evaluate(record["task"], test["labels"], scores, test["weights"])
+        for name, value in computed.items():
+            assert value == pytest.approx(record["metrics"][name], rel=1e-5), (label, name)
     for name in ("calice_ahcal", "ild_photon_showers"):
         assert records[f"{name}/fcn/seed-0"]["curves"]["energy_resolution"]["centres"]
     # the quick FCN recipe runs the learning-rate range test: its curve is in the record

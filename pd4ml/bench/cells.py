@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -203,6 +204,9 @@ def _supersede(cell: Cell) -> None:
     target = path.parent / "superseded" / f"{path.stem}-{old_key}-{int(time.time())}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     path.replace(target)
+    predictions = predictions_path(cell)
+    if predictions.is_file():
+        predictions.replace(target.with_name(f"{target.stem}.predictions.npy"))
     log.info("%s: the configuration changed; the old record moved to %s", cell.label, target)
 
 
@@ -348,6 +352,7 @@ def _train_and_score(cell: Cell) -> dict[str, Any]:
         for split, data in prepared.tests.items()
     }
     task = record["task"]
+    record["predictions"] = _save_predictions(cell, predictions)
     metrics, curves = _score(cell, prepared, predictions, task)
     inference_seconds = time.perf_counter() - started
 
@@ -363,6 +368,37 @@ def _train_and_score(cell: Cell) -> dict[str, Any]:
         "inference_seconds": inference_seconds,
     }
     return record
+
+
+def predictions_path(cell: Cell) -> Path:
+    """Where a cell's test predictions are saved (beside its record)."""
+    return cell.path.with_name(f"{cell.path.stem}.predictions.npy")
+
+
+def _save_predictions(cell: Cell, predictions: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Save the test predictions (float32, splits concatenated) atomically beside the record,
+    so every metric can be recomputed from them and the test labels."""
+    array = np.concatenate([predictions[split] for split in predictions]).astype(np.float32)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    target = predictions_path(cell)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        digest = hashlib.sha256(temporary.read_bytes()).hexdigest()
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return {
+        "file": target.name,
+        "sha256": digest,
+        "splits": list(predictions),
+        "n_events": int(array.shape[0]),
+    }
 
 
 def _column(parts: Sequence[PreparedData], name: str) -> np.ndarray:
