@@ -150,6 +150,9 @@ def example_record(
             "display_name": _DISPLAY_NAMES.get(dataset, dataset),
             "version": "1.0.0",
             "doi": None if synthetic else "10.5281/zenodo.2603256",
+            "archive": "loopback archive server (synthetic demo files)"
+            if synthetic
+            else "zenodo record 2603256",
             "source": "synthetic" if synthetic else "shared+archive",
             "synthetic": synthetic,
             "files": {"train.h5": "sha256:" + hashlib.sha256(dataset.encode()).hexdigest()},

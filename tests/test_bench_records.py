@@ -202,6 +202,7 @@ def test_extra_keys_in_fixed_blocks_are_rejected(block: str | None) -> None:
         "dataset.version",
         "dataset.display_name",
         "dataset.doi",
+        "dataset.archive",
         "model.architecture",
         "cell.profile",
         "synthetic_notice",
@@ -272,11 +273,20 @@ def test_synthetic_data_requires_the_notice() -> None:
     )
 
 
-def test_a_null_doi_is_allowed_only_for_synthetic_data() -> None:
+def test_a_null_doi_is_allowed_and_the_archive_says_where_the_data_live() -> None:
+    """Versions published without a DOI (the original pd4ml files on a plain URL) are real
+    data too: their DOI is null, and ``archive`` names where they are."""
     validate_record(changed(example_record(synthetic=True), "dataset.doi", None))
-    assert "$.dataset.doi" in problems(
-        changed(example_record(synthetic=False), "dataset.doi", None)
-    )
+    validate_record(changed(example_record(synthetic=False), "dataset.doi", None))
+    record = example_record(synthetic=False)
+    del record["dataset"]["archive"]
+    assert "archive" in problems(record)
+
+
+def test_an_unfetched_file_without_a_pinned_checksum_is_unknown_with_a_reason() -> None:
+    failed = example_record(status="failed")
+    validate_record(changed(failed, "dataset.files", {"a.root": "unknown (not fetched)"}))
+    assert "$.dataset.files" in problems(changed(failed, "dataset.files", {"a.root": "unknown"}))
 
 
 def test_failed_records_carry_a_failure_block_and_only_they_do() -> None:

@@ -545,7 +545,9 @@ def _base_parts(
     manifest = manifest_cls.manifest()
     version = _version_of(manifest_cls)
     files = {
-        entry.key: str(entry.checksums[0]) if entry.checksums else "listed by the archive record"
+        entry.key: str(entry.checksums[0])
+        if entry.checksums
+        else "unknown (not fetched; the version pins no checksum)"
         for entry in version.files
     }
     synthetic = bool(version.synthetic)
@@ -564,6 +566,7 @@ def _base_parts(
             "display_name": manifest.display_name,
             "version": version.name,
             "doi": version.source.doi,
+            "archive": archive_description(version, synthetic),
             "source": "synthetic" if synthetic else "archive",
             "synthetic": synthetic,
             "files": files,
@@ -599,11 +602,27 @@ def _base_parts(
     return record
 
 
+def archive_description(version: DatasetVersion, synthetic: bool) -> str:
+    """Where a dataset version is published, in a few words (never empty)."""
+    source = version.source
+    if synthetic:
+        return "loopback archive server (synthetic demo files, 127.0.0.1)"
+    if source.kind in ("zenodo", "cernopendata") and source.record:
+        return f"{source.kind} record {source.record}"
+    hosts = sorted(
+        {url.split("/")[2] for entry in version.files for url in entry.urls if "//" in url}
+    )
+    described = f"url: {', '.join(hosts)}" if hosts else f"{source.kind} (no public location)"
+    return described + (f" [{source.status}]" if source.status != "available" else "")
+
+
 def _dataset_provenance(prepared: _Prepared) -> dict[str, Any]:
-    """Provenance read from the prepared splits: where the raw files came from, their
-    checksums, the event counts."""
+    """Provenance read from the prepared splits: where the raw files came from, the checksums
+    of every file a used split was converted from, the event counts."""
     meta = prepared.train.metadata
-    files = dict(meta.get("files") or {})
+    files: dict[str, str] = {}
+    for part in (prepared.train, prepared.val, *prepared.tests.values()):
+        files.update(part.metadata.get("files") or {})
     return {
         "source": str(meta.get("source") or "unknown"),
         "synthetic": bool(meta.get("synthetic", False)),

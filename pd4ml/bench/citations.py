@@ -18,6 +18,7 @@ from typing import Any
 from pd4ml.bench.leaderboard import SYNTHETIC_NOTICE, is_synthetic, load_records
 from pd4ml.bench.published import published_figures
 from pd4ml.citation import package_bibtex
+from pd4ml.errors import Pd4mlError
 from pd4ml.manifest import find_manifest
 
 _ENTRY_START = re.compile(r"^@\w+\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
@@ -77,7 +78,14 @@ def results_bibtex(directories_or_records: Sequence[Path | str | Mapping[str, An
         ]
     blocks = [package_bibtex()]
     for name in sorted(datasets):
-        blocks.append(find_manifest(name).bibtex())
+        citation = _dataset_bibtex(name)
+        if citation is None:
+            header.append(
+                f"% dataset {name}: not a dataset known to this installation (a registered "
+                "dataset of the machine that made the records?); cite it by hand"
+            )
+        else:
+            blocks.append(citation)
     for name in sorted(datasets):
         blocks += [figure.bibtex() or "" for figure in published_figures(name)]
     seen: set[str] = set()
@@ -88,3 +96,17 @@ def results_bibtex(directories_or_records: Sequence[Path | str | Mapping[str, An
                 seen.add(key)
                 entries.append(entry)
     return "\n".join(header) + "\n\n" + "\n\n".join(entries) + "\n"
+
+
+def _dataset_bibtex(name: str) -> str | None:
+    """The BibTeX of a dataset: its bundled manifest's, else a registered dataset's."""
+    try:
+        return find_manifest(name).bibtex()
+    except Pd4mlError:
+        pass
+    from pd4ml.datasets.registry import get
+
+    try:
+        return get(name).manifest().bibtex()
+    except Pd4mlError:
+        return None

@@ -124,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
         data_dir=Path(args.data_dir) if args.data_dir else None,
         progress=args.progress,
+        skip_unpublished=bool(args.all),
     )
     summary = run_bench(config)
     ran = len(summary.outcomes)

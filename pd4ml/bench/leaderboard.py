@@ -421,7 +421,9 @@ def provenance(records: Sequence[Record]) -> Provenance:
     hardware = set()
     for record in records:
         dataset = record["dataset"]
-        doi = dataset.get("doi") or "no DOI (synthetic)"
+        doi = dataset.get("doi") or (
+            "no DOI (synthetic)" if dataset.get("synthetic") else f"no DOI ({dataset['archive']})"
+        )
         kind = "SYNTHETIC" if dataset.get("synthetic") else "real data"
         datasets.add(
             f"{dataset.get('display_name', record['cell']['dataset'])} "

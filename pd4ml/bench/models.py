@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pd4ml.bench.errors import BenchError
+from pd4ml.datasets.registry import get as get_dataset
 from pd4ml.errors import UnknownNameError
-from pd4ml.manifest import find_manifest
 from pd4ml.models import FCNConfig, ModelConfig
 from pd4ml.models.graphnet import GraphNetConfig
 from pd4ml.naming import closest_hint
@@ -196,7 +196,7 @@ def _limits(profile: str) -> dict[str, int | None]:
 def _setup(dataset: str, profile: str, config: ModelConfig, recipe: Recipe) -> Setup:
     # classes balanced in the loss: HiggsML's signal weights are tiny, and the other
     # classification datasets are balanced already (the weights then change nothing)
-    if find_manifest(dataset).task == "classification":
+    if get_dataset(dataset).manifest().task == "classification":
         recipe = recipe.replace(balance_classes=True)
     return Setup(config, recipe, load_params(dataset, profile), **_limits(profile))
 

@@ -146,8 +146,6 @@ def _cross_field_problems(record: Mapping[str, Any]) -> list[str]:
         )
     if not synthetic and "synthetic_notice" in record:
         problems.append("$.synthetic_notice: must be absent when dataset.synthetic is false")
-    if not synthetic and record["dataset"]["doi"] is None:
-        problems.append("$.dataset.doi: null is allowed only for synthetic data")
     failed = record["status"] == "failed"
     if failed and record["failure"] is None:
         problems.append("$.failure: a failed record must say why (type, message, traceback)")
@@ -184,8 +182,8 @@ def _cross_field_problems(record: Mapping[str, Any]) -> list[str]:
 def validate_record(record: Mapping[str, Any], where: str = "record") -> None:
     """Check ``record`` against :data:`RECORD_SCHEMA` and the cross-field rules: synthetic data
     carries ``synthetic_notice`` (and only then), ``failure`` is non-null exactly when
-    ``status == "failed"``, ``seed == cell.seed``, ``dataset.doi`` is null only for synthetic
-    data, a finished record has its task's metrics, and curve arrays have matching lengths.
+    ``status == "failed"``, ``seed == cell.seed``, a finished record's model has parameters and
+    its task's metrics, and curve arrays have matching lengths.
 
     NumPy scalars and arrays, tuples and non-finite floats are checked in the form
     :func:`write_record` stores them (plain JSON, :func:`metric_value`). Raises

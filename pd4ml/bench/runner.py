@@ -60,6 +60,9 @@ class BenchConfig:
             ``out/demo/cache``).
         progress: ``auto`` (a live display on a terminal, log lines otherwise), ``live``,
             ``plain`` or ``off``.
+        skip_unpublished: leave out (with a notice) the archive datasets whose version has no
+            public record yet and whose files are not in the cache (``--all`` sets it, as
+            ``pd4ml download --all`` does).
     """
 
     datasets: tuple[str, ...]
@@ -74,6 +77,7 @@ class BenchConfig:
     threads: int | None = None
     data_dir: Path | None = None
     progress: Literal["auto", "live", "plain", "off"] = "auto"
+    skip_unpublished: bool = False
 
     def __post_init__(self) -> None:
         check_profile(self.profile)
@@ -142,6 +146,11 @@ def plan(config: BenchConfig) -> Plan:
     cells: list[Cell] = []
     notices: list[str] = []
     for dataset in config.datasets:
+        if config.source == "archive" and config.skip_unpublished:
+            reason = _unpublished(dataset, config.data_dir)
+            if reason:
+                notices.append(f"{dataset}: skipped, {reason}")
+                continue
         models, missing = select_models(config.models, dataset)
         notices += missing
         demo_events = DEMO_EVENTS[dataset] if config.source == "demo" else None
@@ -171,6 +180,24 @@ def plan(config: BenchConfig) -> Plan:
                 )
     pending = tuple(cell for cell in cells if not finished_record(cell))
     return Plan(tuple(cells), pending, tuple(notices))
+
+
+def _unpublished(dataset: str, data_dir: Path | None) -> str:
+    """Why an unpublished dataset version cannot be fetched (empty if it can, or is cached)."""
+    from pd4ml.config import Settings
+    from pd4ml.fetch import Fetcher
+
+    manifest = get_dataset(dataset).manifest()
+    version = manifest.version()
+    if version.source.status != "unpublished":
+        return ""
+    fetcher = Fetcher(Settings.from_env(data_dir))
+    if all(fetcher.is_cached(manifest, version, entry) for entry in version.files):
+        return ""
+    return (
+        f"its version {version.name} has no public archive record yet "
+        f"({version.source.status_note}); `pd4ml import {dataset} DIR` adds files you have"
+    )
 
 
 def _version_name(dataset: str, source: str) -> str:
