@@ -102,7 +102,7 @@ def example_record(
     if task == "classification":
         metrics, curves = _classification(seed)
         if dataset == "higgsml":
-            metrics["ams"] = 3.6
+            metrics.update(ams=3.6, ams_public=3.5, ams_threshold=0.8)
     else:
         metrics, curves = _regression(dataset, seed)
     history = [
@@ -166,6 +166,7 @@ def example_record(
         "code": {
             "pd4ml_version": "0.1.0",
             "git_revision": "0123456789abcdef0123456789abcdef01234567",
+            "source_digest": "0123456789abcdef",
             "python": "3.11.7",
             "torch": "2.3.0",
             "numpy": "1.26.4",
@@ -203,6 +204,13 @@ def example_record(
         "lr_finder": lr_finder,
         "failure": failure,
     }
+    if status == "finished":
+        record["predictions"] = {
+            "file": f"seed-{seed}.predictions.npy",
+            "sha256": hashlib.sha256(f"{dataset}{model}{seed}".encode()).hexdigest(),
+            "splits": ["test"],
+            "n_events": 1000,
+        }
     if synthetic:
         record["synthetic_notice"] = SYNTHETIC_NOTICE
     record.update(overrides)

@@ -95,6 +95,7 @@ def example_record(
         "code": {
             "pd4ml_version": "0.4.0",
             "git_revision": "9bd51bb1234567890abcdef1234567890abcdef0",
+            "source_digest": "0123456789abcdef",
             "python": "3.11.7",
             "torch": "2.5.0",
             "numpy": "2.1.0",
@@ -136,6 +137,13 @@ def example_record(
         "lr_finder": None,
         "failure": None,
     }
+    if status == "finished":
+        record["predictions"] = {
+            "file": f"seed-{seed}.predictions.npy",
+            "sha256": "0" * 64,
+            "splits": ["test"],
+            "n_events": 1000,
+        }
     if curves and status == "finished":
         if classification:
             fpr = np.linspace(0, 1, 51) ** 2
@@ -654,3 +662,41 @@ def test_results_bibtex_without_records_cites_pd4ml() -> None:
     bibtex = results_bibtex([])
     assert "No records were found" in bibtex
     assert [key for key, _ in split_bibtex(bibtex)] == ["Benato:2021olt", "pd4ml_hep"]
+
+
+def test_record_strings_cannot_inject_latex_or_markup() -> None:
+    """Records merged from elsewhere are data: a newline cannot end a LaTeX comment and start
+    a command, and tags stay text in Markdown."""
+    record = example_record(hostname="node\n\\write18{id}")
+    record["dataset"]["version"] = "v1\n\\input{/etc/hostname} <script>alert(1)</script>"
+    latex = render_latex([record])
+    assert not any(
+        line.lstrip().startswith(("\\write18", "\\input")) for line in latex.splitlines()
+    )
+    markdown = render_markdown([record])
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown
+
+
+def test_results_bibtex_cites_registered_models_and_names_where_doi_less_data_live(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataclasses import replace
+
+    from pd4ml.bench import models as bench_models_module
+
+    entry = bench_models_module._REGISTRY["fcn"]
+    cited = replace(
+        entry,
+        name="particlenet",
+        kind="reference",
+        citation="@article{Qu:2019gqs,\n  title = {ParticleNet}\n}",
+    )
+    monkeypatch.setitem(bench_models_module._REGISTRY, "particlenet", cited)
+    record = example_record(model="particlenet")
+    real_without_doi = example_record(dataset="spinodal", seed=1)
+    real_without_doi["dataset"]["doi"] = None
+    real_without_doi["dataset"]["archive"] = "url: syncandshare.desy.de [offline]"
+    text = results_bibtex([record, real_without_doi])
+    assert "@article{Qu:2019gqs" in text
+    assert "no DOI (url: syncandshare.desy.de [offline])" in text
+    assert "no DOI (synthetic), real data" not in text

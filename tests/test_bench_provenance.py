@@ -28,6 +28,7 @@ from pd4ml.bench.provenance import (
     git_revision,
     hardware,
     memory_now,
+    source_digest,
     utc_now,
 )
 from pd4ml.bench.records import validate_record
@@ -71,7 +72,14 @@ needs_git = pytest.mark.skipif(
 
 def test_code_version_is_a_valid_code_block() -> None:
     code = code_version()
-    assert set(code) == {"pd4ml_version", "git_revision", "python", "torch", "numpy"}
+    assert set(code) == {
+        "pd4ml_version",
+        "git_revision",
+        "source_digest",
+        "python",
+        "torch",
+        "numpy",
+    }
     assert code["pd4ml_version"] == __version__
     assert code["python"] == platform.python_version()
     assert code["numpy"] == np.__version__
@@ -91,6 +99,28 @@ def test_code_version_says_when_torch_is_not_installed(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(importlib.metadata, "version", version)
     assert code_version()["torch"] == "not installed"
+
+
+def test_the_source_digest_changes_with_any_edit_committed_or_not(tmp_path: Path) -> None:
+    """Two different working trees on one commit must never share a benchmark cell: the
+    digest covers every source file's content, tracked or not."""
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("x = 1\n")
+    (package / "sub" / "model.py").write_text("width = 16\n")
+    first = source_digest([package])
+    assert re.fullmatch(r"[0-9a-f]{16}", first)
+    assert source_digest([package]) == first
+    (package / "sub" / "model.py").write_text("width = 32\n")
+    second = source_digest([package])
+    assert second != first
+    (package / "sub" / "new.py").write_text("")  # a new (untracked) module
+    assert source_digest([package]) not in (first, second)
+    (package / "sub" / "new.py").unlink()
+    (package / "README.md").write_text("docs\n")  # not source
+    assert source_digest([package]) == second
+    (package / "sub" / "model.py").rename(package / "model.py")  # same content, other path
+    assert source_digest([package]) != second
 
 
 @needs_git
@@ -250,7 +280,10 @@ def test_allocated_memory_raises_the_anonymous_peak() -> None:
     assert memory.to_json() == {
         "peak_rss_bytes": memory.peak_rss_bytes,
         "peak_anonymous_rss_bytes": memory.peak_anonymous_rss_bytes,
+        "start_rss_bytes": memory.start_rss_bytes,
+        "start_anonymous_rss_bytes": memory.start_anonymous_rss_bytes,
     }
+    assert memory.start_anonymous_rss_bytes < memory.peak_anonymous_rss_bytes - 150 * MB
     validate_record(example_record(memory=memory.to_json()))
 
 

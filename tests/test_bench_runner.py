@@ -96,10 +96,25 @@ def _served_test(out: Path, record: dict[str, Any]) -> dict[str, np.ndarray]:
             "*/prepared/*/test/meta.json"
         )
     ]
-    return {
+    arrays = {
         name: np.load(meta.parent / f"{name}.npy", allow_pickle=False)
         for name in ("labels", "weights")
     }
+    info = json.loads(meta.read_text()).get("info", {})
+    if info.get("target_standardised"):  # Airshower: metrics are in g/cm²
+        arrays["labels"] = arrays["labels"] * info["xmax_scale"] + info["xmax_mean"]
+    return arrays
+
+
+def finished_record_of(out: Path, label: str) -> bool:
+    """Whether the record of ``label`` is finished and its predictions file matches it."""
+    path = out / "results" / f"{label}.json"
+    record = read_record(path)
+    saved = path.with_name(record["predictions"]["file"])
+    return bool(
+        record["status"] == "finished"
+        and hashlib.sha256(saved.read_bytes()).hexdigest() == record["predictions"]["sha256"]
+    )
 
 
 def _records(out: Path) -> dict[str, dict[str, Any]]:
@@ -135,7 +150,8 @@ def test_every_dataset_and_shared_model_gives_a_valid_synthetic_record(
         else:
             assert {"mse", "resolution", "bias"} <= set(metrics), label
             assert "residuals" in record["curves"] and "resolution_vs_truth" in record["curves"]
-    assert "ams" in records["higgsml/fcn/seed-0"]["metrics"]
+    assert {"ams", "ams_public", "ams_threshold"} <= set(records["higgsml/fcn/seed-0"]["metrics"])
+    assert records["airshower/fcn/seed-0"]["dataset"]["target_units"] == "g/cm²"
     # the saved test predictions reproduce the recorded metrics
     for label in ("eos/graphnet/seed-0", "airshower/fcn/seed-0"):
         record = records[label]
@@ -213,12 +229,24 @@ def test_a_changed_recipe_or_code_version_is_another_cell(
     assert len(kept) == 1 and old_key in kept[0].name
     assert len(list(iter_records([out]))) == 1  # superseded records are not read
 
+    # each record keeps its own predictions: the live one beside it, the old one in superseded/
+    assert finished_record_of(out, "higgsml/fcn/seed-0")
+    old = json.loads(kept[0].read_text())
+    old_predictions = kept[0].with_name(f"{kept[0].stem}.predictions.npy")
+    assert hashlib.sha256(old_predictions.read_bytes()).hexdigest() == old["predictions"]["sha256"]
+
     real = cells_module.code_version
 
-    def other_revision() -> dict[str, str]:
+    def other_source() -> dict[str, str]:
+        return {**real(), "source_digest": "0" * 16}
+
+    def other_commit() -> dict[str, str]:
         return {**real(), "git_revision": "0" * 40}
 
-    monkeypatch.setattr(cells_module, "code_version", other_revision)
+    # the git revision is provenance; the source files' digest is what identifies the code
+    monkeypatch.setattr(cells_module, "code_version", other_commit)
+    assert plan(config).pending == ()
+    monkeypatch.setattr(cells_module, "code_version", other_source)
     assert [cell.label for cell in plan(config).pending] == ["higgsml/fcn/seed-0"]
 
 
@@ -284,6 +312,7 @@ def test_reference_models_say_when_a_dataset_has_none(tmp_path: Path) -> None:
         ({"executor": "local", "workers": 2}, BenchError),
         ({"executor": "dask", "scheduler": "tcp://127.0.0.1:1"}, BenchError),  # demo + remote
         ({"datasets": ()}, BenchError),
+        ({"executor": "dask", "workers": 0}, BenchError),
     ],
 )
 def test_bad_options_are_clear_errors(
@@ -294,6 +323,14 @@ def test_bad_options_are_clear_errors(
         plan(_config(tmp_path, **values))
     if changes.get("datasets"):
         assert "top_tagging" in str(raised.value)
+
+
+def test_repeated_names_are_one_cell(tmp_path: Path) -> None:
+    config = _config(tmp_path, ("higgsml", "higgsml"), models=("fcn", "fcn", "shared"))
+    assert [cell.label for cell in plan(config).cells] == [
+        "higgsml/fcn/seed-0",
+        "higgsml/graphnet/seed-0",
+    ]
 
 
 def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
@@ -475,3 +512,122 @@ def _plain_settings(original: Any) -> Any:
         )
 
     return settings
+
+
+def test_an_invalid_finished_record_becomes_a_failed_record_and_lost_predictions_a_rerun(
+    small: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    config = _config(out, ("higgsml",), models=("fcn",))
+    real_score = cells_module._score
+
+    def incomplete(*args: Any, **kwargs: Any) -> Any:
+        values, curves = real_score(*args, **kwargs)
+        values.pop("auc")
+        return values, curves
+
+    monkeypatch.setattr(cells_module, "_score", incomplete)
+    summary = run_bench(config)
+    assert [o.status for o in summary.outcomes] == ["failed"]
+    record = read_record(out / "results" / "higgsml" / "fcn" / "seed-0.json")
+    assert record["status"] == "failed" and "auc" in record["failure"]["message"]
+    monkeypatch.setattr(cells_module, "_score", real_score)
+    assert [o.status for o in run_bench(config).outcomes] == ["finished"]
+    assert plan(config).pending == ()
+    (out / "results" / "higgsml" / "fcn" / "seed-0.predictions.npy").unlink()
+    assert [cell.label for cell in plan(config).pending] == ["higgsml/fcn/seed-0"]
+
+
+#: Import names of the distributions in the ``dev`` extra (and the optional frameworks).
+IMPORT_NAMES = {
+    "pytest": ["pytest", "_pytest"],
+    "ruff": ["ruff"],
+    "mypy": ["mypy"],
+    "types-requests": [],
+    "scikit-learn": ["sklearn"],
+    "uproot": ["uproot", "awkward"],
+    "build": ["build"],
+    "setuptools": [],  # imported by the standard library's own machinery
+    "onnx": ["onnx"],
+    "onnxruntime": ["onnxruntime"],
+    "onnxscript": ["onnxscript"],
+    "dask": ["dask", "distributed"],
+    "dask-jobqueue": ["dask_jobqueue"],
+    "playwright": ["playwright"],
+}
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    import re
+
+    return {re.split(r"[\[<>=;! ]", item.strip(), maxsplit=1)[0] for item in requirements}
+
+
+def _extra_closure(extras: dict[str, list[str]], names: list[str]) -> set[str]:
+    """The distributions an install of the extras ``names`` brings (extras nest)."""
+    seen: set[str] = set()
+    requirements: set[str] = set()
+    stack = list(names)
+    while stack:
+        extra = stack.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for item in extras[extra]:
+            if item.startswith("pd4ml-hep["):
+                stack += item[len("pd4ml-hep[") : item.index("]")].split(",")
+            else:
+                requirements |= _requirement_names([item])
+    return requirements
+
+
+def test_the_main_job_needs_nothing_beyond_the_bench_extra(tmp_path: Path) -> None:
+    """`pip install '.[bench]'` is all the main job needs: every dataset's demo cell runs with
+    the packages of the development extra (and TensorFlow, PyG) made unimportable."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    installed = _requirement_names(project["dependencies"]) | _extra_closure(extras, ["bench"])
+    dev_only = _requirement_names(extras["dev"]) - installed
+    unknown = dev_only - set(IMPORT_NAMES)
+    assert not unknown, f"add the import names of {unknown} to IMPORT_NAMES"
+    blocked = sorted(
+        {module for name in dev_only for module in IMPORT_NAMES[name]}
+        | {"tensorflow", "torch_geometric"}
+    )
+    code = f"""
+import sys
+from dataclasses import replace
+BLOCKED = {blocked!r}
+for name in BLOCKED:  # as if not installed: import fails, importlib.util.find_spec gives None
+    sys.modules[name] = None
+from pd4ml.bench import models, runner
+runner.DEMO_EVENTS.update({SMALL_EVENTS!r})
+for name in ("fcn", "graphnet"):
+    entry = models._REGISTRY[name]
+    def setup(dataset, profile, original=entry.setup):
+        full = original(dataset, profile)
+        return replace(full, recipe=full.recipe.replace(epochs=1, batch_size=32))
+    models._REGISTRY[name] = replace(entry, setup=setup)
+from pd4ml.bench.cli import main
+code = main(sys.argv[1:])
+leaked = sorted(m for m, v in sys.modules.items() if m.split(".")[0] in BLOCKED and v)
+print("leaked", leaked)
+sys.exit(code)
+"""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-c", code, "--all", "--source", "demo", "--seeds", "1"),
+            *("--threads", "1", "--out", str(tmp_path / "run"), "--progress", "plain"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "16 cell(s) run" in result.stdout and "leaked []" in result.stdout

@@ -349,6 +349,16 @@ def test_learning_rate_find_runs_the_range_test_and_restores_the_model(
     assert (tmp_path / "lr_finder.svg").read_text().startswith("<")
     fixed = fit(tiny(train), train, recipe=FAST.replace(learning_rate=sweep.suggestion))
     assert_same_weights(found.model, fixed.model)  # the range test's steps left no trace
+    assert found.lr_finder is sweep  # the result carries the range test (the bench plots it)
+    assert fixed.lr_finder is None
+
+    narrow = fit(
+        tiny(train), train, recipe=FAST.replace(learning_rate="find", find_range=(1e-5, 1e-2))
+    )
+    assert narrow.lr_finder is not None
+    assert narrow.lr_finder.learning_rates[0] == pytest.approx(1e-5)
+    assert max(narrow.lr_finder.learning_rates) <= 1e-2 * (1 + 1e-9)
+    assert narrow.lr_finder.suggestion <= 1e-3 * (1 + 1e-9)
 
 
 # -- prepared splits

@@ -115,3 +115,13 @@ def test_plateau_mode_must_follow_the_monitor() -> None:
     assert Recipe(schedule=Plateau(mode="max"), monitor="auc").schedule.mode == "max"
     with pytest.raises(RecipeError, match=r"Plateau\(mode='min'\)"):
         Recipe(schedule=Plateau(mode="max"))
+
+
+def test_the_range_test_sweep_is_part_of_the_recipe() -> None:
+    recipe = Recipe(learning_rate="find", find_range=[1e-6, 0.1])  # type: ignore[arg-type]
+    assert recipe.find_range == (1e-6, 0.1)
+    assert Recipe.from_json(recipe.to_json()) == recipe
+    assert recipe.to_json()["find_range"] == [1e-6, 0.1]  # JSON, as a checkpoint stores it
+    for bad in [(0.1, 1e-6), (0.0, 1.0), (1e-6,), (1e-6, float("inf")), ("a", 1.0)]:
+        with pytest.raises(RecipeError, match="find_range"):
+            Recipe(find_range=bad)  # type: ignore[arg-type]

@@ -30,7 +30,14 @@ import numpy as np
 from pd4ml.bench.errors import BenchError
 from pd4ml.bench.models import BenchModel, Setup, bench_model, config_json
 from pd4ml.bench.provenance import MemorySampler, code_version, hardware, utc_now
-from pd4ml.bench.records import SCHEMA_ID, metric_value, read_record, record_path, write_record
+from pd4ml.bench.records import (
+    SCHEMA_ID,
+    RecordError,
+    metric_value,
+    read_record,
+    record_path,
+    write_record,
+)
 from pd4ml.config import RetryPolicy, Settings
 from pd4ml.datasets.base import Dataset, PreparedData
 from pd4ml.datasets.registry import get as get_dataset
@@ -41,6 +48,8 @@ log = logging.getLogger("pd4ml")
 
 #: What every synthetic record, table and page says at the top.
 SYNTHETIC_NOTICE = "SYNTHETIC data: these numbers are not physics results"
+#: The units of each regression dataset's target (and of its predictions and metrics).
+TARGET_UNITS = {"airshower": "g/cm²", "calice_ahcal": "GeV", "ild_photon_showers": "GeV"}
 #: Datasets whose regression target is an energy: their records carry σ(E)/E in energy bins.
 CALORIMETERS = ("calice_ahcal", "ild_photon_showers")
 #: The generator seed of the demo's synthetic files (the cells' seeds vary the training only).
@@ -62,7 +71,8 @@ class Cell:
         out: the run's output directory (records go to ``out/results/…``).
         key: 16 hex characters identifying the configuration (everything but the seed and
             the thread count): dataset version and preparation, model and its configuration,
-            recipe, profile, source and code version. A record with another key is stale.
+            recipe, profile, source and code version (the pd4ml version and the digest of its
+            source files). A record with another key is stale.
         threads: torch threads of the cell.
         data_dir: the dataset cache directory (None: ``PD4ML_DATA_DIR`` or the default).
         served: the demo's served files (demo cells only; set when the run starts).
@@ -172,7 +182,7 @@ def configuration_key(
         "demo_events": list(demo_events) if demo_events else None,
         "demo_file_seed": DEMO_FILE_SEED if source == "demo" else None,
         "pd4ml_version": code["pd4ml_version"],
-        "git_revision": code["git_revision"],
+        "source_digest": code["source_digest"],
     }
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -187,7 +197,17 @@ def finished_record(cell: Cell) -> bool:
     except Exception as error:  # a damaged record is recomputed, never trusted
         log.warning("%s: unreadable record %s (%s); recomputing it", cell.label, cell.path, error)
         return False
-    return bool(record["status"] == "finished" and record["cell"]["key"] == cell.key)
+    if record["status"] != "finished" or record["cell"]["key"] != cell.key:
+        return False
+    saved = record.get("predictions")
+    if not saved or not cell.path.with_name(saved["file"]).is_file():
+        log.warning("%s: the record's predictions file is missing; recomputing it", cell.label)
+        return False
+    predictions = cell.path.with_name(saved["file"])
+    if hashlib.sha256(predictions.read_bytes()).hexdigest() != saved["sha256"]:
+        log.warning("%s: %s does not match its record; recomputing", cell.label, predictions)
+        return False
+    return True
 
 
 def _supersede(cell: Cell) -> None:
@@ -278,6 +298,7 @@ def run_cell(cell: Cell) -> CellOutcome:
 
 
 def _run_cell(cell: Cell) -> CellOutcome:
+    _supersede(cell)  # before anything is written into the cell's directory
     started_at = utc_now()
     started = time.perf_counter()
     sampler = MemorySampler()
@@ -301,12 +322,20 @@ def _run_cell(cell: Cell) -> CellOutcome:
     )
     for name in ("prepare_seconds", "train_seconds", "inference_seconds"):
         record["timing"].setdefault(name, 0.0)
-    record["memory"] = {
-        "peak_rss_bytes": int(sampler.peak_rss_bytes),
-        "peak_anonymous_rss_bytes": int(sampler.peak_anonymous_rss_bytes),
-    }
-    _supersede(cell)
-    write_record(cell.path, _complete(cell, record))
+    record["memory"] = sampler.to_json()
+    try:
+        write_record(cell.path, _complete(cell, record))
+    except RecordError as error:
+        if status == "failed":
+            raise
+        # a finished record that does not validate is a defect of this cell: say so in a
+        # failed record rather than lose the cell
+        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        log.error("%s failed: %s", cell.label, message)
+        failed = _failed_parts(cell, error)
+        failed.update(status="failed", timing=record["timing"], memory=record["memory"])
+        write_record(cell.path, _complete(cell, failed))
+        status = "failed"
     return CellOutcome(cell, status, str(cell.path), seconds, message)
 
 
@@ -352,8 +381,20 @@ def _train_and_score(cell: Cell) -> dict[str, Any]:
         for split, data in prepared.tests.items()
     }
     task = record["task"]
+    predictions = {
+        split: _in_target_units(prepared.cls, data, predictions[split])
+        for split, data in prepared.tests.items()
+    }
+    if task == "regression" and cell.dataset in TARGET_UNITS:
+        record["dataset"]["target_units"] = TARGET_UNITS[cell.dataset]
     record["predictions"] = _save_predictions(cell, predictions)
     metrics, curves = _score(cell, prepared, predictions, task)
+    if cell.dataset == "higgsml" and {"public_test", "private_test"} <= set(predictions):
+        validation = np.asarray(
+            predict(result.model, prepared.val, tta=recipe.tta, augmentation=augmentation),
+            dtype=np.float64,
+        )
+        metrics.update(_higgsml_ams(cell, prepared, validation, predictions))
     inference_seconds = time.perf_counter() - started
 
     record["model"]["parameters"] = int(sum(p.numel() for p in result.model.parameters()))
@@ -414,7 +455,12 @@ def _score(
     from pd4ml import metrics as m
 
     parts = list(prepared.tests.values())
-    labels = _column(parts, "labels")
+    labels = np.concatenate(
+        [
+            _in_target_units(prepared.cls, part, np.asarray(part["labels"], dtype=np.float64))
+            for part in parts
+        ]
+    )
     weights = _column(parts, "weights")
     scores = np.concatenate([predictions[split] for split in prepared.tests])
     if scores.ndim == 2 and scores.shape[1] == 1:
@@ -424,8 +470,6 @@ def _score(
     if task == "classification" and scores.ndim == 1:
         false_positive, true_positive, _ = m.roc_curve(labels, scores, weights)
         curves["roc"] = _roc_points(false_positive, true_positive)
-        if cell.dataset == "higgsml" and "private_test" in prepared.tests:
-            values["ams"] = _higgsml_ams(cell, prepared, predictions["private_test"])
     elif task == "regression":
         curves.update(_regression_curves(labels, scores, weights))
         if cell.dataset in CALORIMETERS:
@@ -439,22 +483,61 @@ def _score(
     return values, curves
 
 
-def _higgsml_ams(cell: Cell, prepared: _Prepared, scores: np.ndarray) -> float:
-    """The best AMS on the private test set, its KaggleWeights rescaled to the full set when
-    the cell scores a part of it."""
-    from pd4ml import metrics as m
+def _in_target_units(cls: type[Dataset], part: PreparedData, values: np.ndarray) -> np.ndarray:
+    """Regression targets (or predictions of them) in the target's physical units: Airshower
+    standardises Xmax for training, and its metrics are reported in g/cm² (the inverse of the
+    scaling stored with the split); other datasets' targets are stored in their units."""
+    inverse = getattr(cls, "xmax_from_labels", None)
+    if inverse is None:
+        return values
+    return np.asarray(inverse(values, part), dtype=np.float64)
 
-    part = prepared.tests["private_test"]
-    weights = np.asarray(part["kaggle_weights"], dtype=np.float64)
+
+def _kaggle_scale(cell: Cell, prepared: _Prepared, splits: Sequence[str]) -> float:
+    """The factor that turns the KaggleWeights of the events a cell scored into full-set
+    yields: the sum over the whole ``splits`` (one Kaggle set) over the sum over the part
+    used (1 when every event was used)."""
     settings = settings_for(cell)
     params = dict(cell_model(cell)[2].load_params)
     graph = bool(params.pop("graph", False))
-    full = prepared.cls.load_data("private_test", graph=graph, settings=settings, **params)
-    total = float(np.sum(np.asarray(full["kaggle_weights"], dtype=np.float64)))
-    used = float(np.sum(weights))
-    scale = total / used if used > 0 else 1.0
-    value, _ = m.best_ams(np.asarray(part["labels"]), scores.reshape(-1), weights, scale=scale)
-    return float(value)
+    used = {"train": prepared.train, "val": prepared.val, **prepared.tests}
+    total = part = 0.0
+    for split in splits:
+        full = prepared.cls.load_data(split, graph=graph, settings=settings, **params)
+        total += float(np.sum(np.asarray(full["kaggle_weights"], dtype=np.float64)))
+        part += float(np.sum(np.asarray(used[split]["kaggle_weights"], dtype=np.float64)))
+    return total / part if part > 0 else 1.0
+
+
+def _higgsml_ams(
+    cell: Cell,
+    prepared: _Prepared,
+    validation: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+) -> dict[str, float]:
+    """HiggsML's approximate median significance, as the challenge scored it: the cut on the
+    score is chosen on the validation events (the best AMS there, its KaggleWeights scaled to
+    the whole training set t, of which train and val are parts), then applied to the public
+    (``ams_public``) and private (``ams``, the leaderboard's) test sets, each with its own
+    KaggleWeights (rescaled to the full set when the quick profile scores a part of it).
+    ``ams_threshold`` is the cut, so ``ams`` can be recomputed from the saved predictions."""
+    from pd4ml import metrics as m
+
+    labels = np.asarray(prepared.val["labels"])
+    weights = np.asarray(prepared.val["kaggle_weights"], dtype=np.float64)
+    scale = _kaggle_scale(cell, prepared, ("train", "val"))
+    _, threshold = m.best_ams(labels, validation.reshape(-1), weights, scale=scale)
+    values = {"ams_threshold": float(threshold)}
+    for split, name in (("private_test", "ams"), ("public_test", "ams_public")):
+        part = prepared.tests[split]
+        selected = predictions[split].reshape(-1) >= threshold
+        values[name] = m.ams_of_selection(
+            np.asarray(part["labels"]),
+            selected,
+            np.asarray(part["kaggle_weights"], dtype=np.float64),
+            scale=_kaggle_scale(cell, prepared, (split,)),
+        )
+    return values
 
 
 def _roc_points(false_positive: np.ndarray, true_positive: np.ndarray) -> dict[str, list[float]]:
@@ -625,7 +708,7 @@ def _dataset_provenance(prepared: _Prepared) -> dict[str, Any]:
         files.update(part.metadata.get("files") or {})
     return {
         "source": str(meta.get("source") or "unknown"),
-        "synthetic": bool(meta.get("synthetic", False)),
+        "synthetic": bool(meta.get("synthetic", False)) or _version_of(prepared.cls).synthetic,
         **({"files": files} if files else {}),
         "n_train": int(prepared.train.n_events),
         "n_val": int(prepared.val.n_events),

@@ -55,14 +55,17 @@ def results_bibtex(directories_or_records: Sequence[Path | str | Mapping[str, An
 
     Raises:
         pd4ml.bench.records.RecordError: an invalid record file.
-        pd4ml.errors.UnknownNameError: a record names a dataset without a bundled manifest.
+    Datasets without a citation known here are named in the header; models registered with a
+    citation (reference models) are cited too.
     """
     records = _records(directories_or_records)
     header = ["% BibTeX for pd4ml bench results."]
     datasets: dict[str, set[str]] = {}
     for record in records:
         dataset = record["dataset"]
-        doi = dataset.get("doi") or "no DOI (synthetic)"
+        doi = dataset.get("doi") or (
+            "no DOI (synthetic)" if is_synthetic(record) else f"no DOI ({dataset['archive']})"
+        )
         kind = "SYNTHETIC" if is_synthetic(record) else "real data"
         datasets.setdefault(record["cell"]["dataset"], set()).add(
             f"version {dataset['version']}, DOI {doi}, {kind}"
@@ -88,6 +91,7 @@ def results_bibtex(directories_or_records: Sequence[Path | str | Mapping[str, An
             blocks.append(citation)
     for name in sorted(datasets):
         blocks += [figure.bibtex() or "" for figure in published_figures(name)]
+    blocks += _model_citations(records)
     seen: set[str] = set()
     entries = []
     for block in blocks:
@@ -110,3 +114,12 @@ def _dataset_bibtex(name: str) -> str | None:
         return get(name).manifest().bibtex()
     except Pd4mlError:
         return None
+
+
+def _model_citations(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The BibTeX of the registered models behind the records (those that carry one)."""
+    from pd4ml.bench.models import bench_models
+
+    models = bench_models()
+    names = sorted({str(record["model"]["name"]) for record in records})
+    return [models[name].citation for name in names if name in models and models[name].citation]

@@ -119,10 +119,9 @@ class Display:
             bar.update(task, completed=counts.done + counts.failed, status=counts.line())
             running.plain = "running: " + (", ".join(counts.running) or "—")
             if event.kind == "failed" and event.outcome is not None:
-                live.console.print(
-                    f"[red]failed[/red] {event.cell.label}: {event.outcome.message}",
-                    highlight=False,
-                )
+                line = Text("failed ", style="red")
+                line.append(f"{event.cell.label}: {event.outcome.message}")  # never markup
+                live.console.print(line, highlight=False)
 
         with Live(Group(bar, running), refresh_per_second=4, transient=False) as live:
             yield on_event

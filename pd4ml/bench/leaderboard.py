@@ -13,6 +13,7 @@ is in ``pd4ml/bench/record.schema.json``); :func:`load_records` reads them from 
 
 from __future__ import annotations
 
+import html
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -492,8 +493,18 @@ def std_explanation() -> str:
 # Markdown
 
 
+def _one_line(text: str) -> str:
+    """``text`` with every control character (newlines included) replaced by a space."""
+    return "".join(
+        " " if ord(character) < 32 or ord(character) == 127 else character
+        for character in str(text)
+    )
+
+
 def _markdown_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """One table-cell line of ``text``: HTML-escaped (a record's strings never become markup
+    in a Markdown viewer) and with ``|`` escaped."""
+    return html.escape(_one_line(text), quote=False).replace("|", "\\|")
 
 
 def render_markdown(records: Sequence[Record]) -> str:
@@ -525,7 +536,7 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> lis
 
 
 def _markdown_section(section: Section) -> list[str]:
-    lines = [f"## {section.title}", ""]
+    lines = [f"## {_markdown_escape(section.title)}", ""]
     if section.synthetic:
         lines += [f"> **⚠ {SYNTHETIC_NOTICE}**", ""]
     table_columns = columns(section)
@@ -620,7 +631,7 @@ _LATEX_SPECIAL = {
 
 def latex_escape(text: str) -> str:
     """``text`` with LaTeX's special characters escaped and a few symbols in math mode."""
-    return "".join(_LATEX_SPECIAL.get(character, character) for character in str(text))
+    return "".join(_LATEX_SPECIAL.get(character, character) for character in _one_line(text))
 
 
 def _latex_summary(summary: Summary) -> str:
@@ -645,7 +656,7 @@ def render_latex(records: Sequence[Record]) -> str:
     ]
     for heading, entries in provenance_items(summary):
         lines.append(f"% {heading}:")
-        lines += [f"%   {entry}" for entry in entries]
+        lines += [f"%   {_one_line(entry)}" for entry in entries]
     if summary.synthetic:
         lines += ["", f"\\noindent\\textbf{{{latex_escape(summary.notice)}}}\\par"]
     if summary.mixed:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import logging
 import os
@@ -98,12 +99,54 @@ def _torch_version() -> str:
         return "not installed"
 
 
+_SOURCE_SUFFIXES = (".py", ".toml", ".json")
+_source_digests: dict[tuple[tuple[str, int, int], ...], str] = {}
+
+
+def _source_files(roots: list[Path]) -> list[tuple[str, Path]]:
+    files = []
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.suffix in _SOURCE_SUFFIXES and "__pycache__" not in path.parts:
+                files.append((f"{root.name}/{path.relative_to(root).as_posix()}", path))
+    return sorted(files)
+
+
+def source_digest(roots: list[Path] | None = None) -> str:
+    """SHA-256 (16 hex characters) of pd4ml's own source: every ``.py``, ``.toml`` and
+    ``.json`` file of the imported ``pd4ml`` package and of ``pd4ml.reference_models`` (and the
+    bundled manifests), by relative path and content.
+
+    Any edit changes it, committed or not, tracked or not, so two different working trees on
+    one commit never share a benchmark cell, and an installed wheel is identified by its files
+    rather than its version string alone. Memoised on the files' sizes and modification times.
+    """
+    if roots is None:
+        roots = [Path(pd4ml.__file__).resolve().parent]
+        for name in ("pd4ml.reference_models", "pd4ml.datasets_manifest"):
+            module = sys.modules.get(name) or importlib.import_module(name)
+            location = Path(str(getattr(module, "__file__", "") or "")).resolve().parent
+            if location.is_dir() and not location.is_relative_to(roots[0]):
+                roots.append(location)
+    files = _source_files(roots)
+    stamp = tuple((label, path.stat().st_size, path.stat().st_mtime_ns) for label, path in files)
+    if stamp not in _source_digests:
+        digest = hashlib.sha256()
+        for label, path in files:
+            digest.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
+        _source_digests.clear()
+        _source_digests[stamp] = digest.hexdigest()[:16]
+    return _source_digests[stamp]
+
+
 def code_version() -> dict[str, str]:
     """The record's ``code`` block: ``pd4ml_version``, ``git_revision`` (:func:`git_revision`),
-    ``python``, ``torch`` (``"not installed"`` if missing) and ``numpy`` versions."""
+    ``source_digest`` (:func:`source_digest`), ``python``, ``torch`` (``"not installed"`` if
+    missing) and ``numpy`` versions."""
     return {
         "pd4ml_version": __version__,
         "git_revision": git_revision(),
+        "source_digest": source_digest(),
         "python": platform.python_version(),
         "torch": _torch_version(),
         "numpy": np.__version__,
@@ -256,8 +299,11 @@ class MemorySampler:
         self._sample()
 
     def to_json(self) -> dict[str, int]:
-        """The record's ``memory`` block."""
+        """The record's ``memory`` block: the peaks while the block ran and the values at its
+        start (so the growth of one cell can be told from what earlier cells left)."""
         return {
             "peak_rss_bytes": self.peak_rss_bytes,
             "peak_anonymous_rss_bytes": self.peak_anonymous_rss_bytes,
+            "start_rss_bytes": self.start_rss_bytes,
+            "start_anonymous_rss_bytes": self.start_anonymous_rss_bytes,
         }

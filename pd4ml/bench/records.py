@@ -46,7 +46,7 @@ REQUIRED_METRICS: dict[str, tuple[str, ...]] = {
     "regression": ("mse", "mae", "bias", "resolution", "resolution_68"),
 }
 #: Extra metrics a finished record of a dataset must carry.
-DATASET_METRICS: dict[str, tuple[str, ...]] = {"higgsml": ("ams",)}
+DATASET_METRICS: dict[str, tuple[str, ...]] = {"higgsml": ("ams", "ams_public", "ams_threshold")}
 
 #: Curve entries whose arrays must all have the same length.
 _EQUAL_LENGTH_CURVES: dict[str, tuple[str, ...]] = {
@@ -153,6 +153,12 @@ def _cross_field_problems(record: Mapping[str, Any]) -> list[str]:
         problems.append("$.failure: must be null when status is 'finished'")
     if record["seed"] != record["cell"]["seed"]:
         problems.append(f"$.seed: {record['seed']} differs from cell.seed {record['cell']['seed']}")
+    if (record["cell"]["source"] == "demo" or record["dataset"]["source"] == "synthetic") and (
+        not synthetic
+    ):
+        problems.append("$.dataset.synthetic: must be true for demo or synthetic-source data")
+    if not failed and "predictions" not in record:
+        problems.append("$.predictions: a finished record names its saved test predictions")
     if not failed and record["model"]["parameters"] < 1:
         problems.append("$.model.parameters: a finished record's model has parameters (≥ 1)")
     if not failed:

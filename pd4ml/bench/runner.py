@@ -81,6 +81,13 @@ class BenchConfig:
 
     def __post_init__(self) -> None:
         check_profile(self.profile)
+        # each name once, in the order given (a repeated name is not a second cell)
+        object.__setattr__(self, "datasets", tuple(dict.fromkeys(self.datasets)))
+        object.__setattr__(self, "models", tuple(dict.fromkeys(self.models)))
+        if self.workers is not None and (
+            isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
+        ):
+            raise BenchError(f"workers must be a whole number ≥ 1, not {self.workers!r}")
         if not self.datasets:
             raise BenchError("name at least one dataset (--datasets NAME …) or use --all")
         for name in self.datasets:
@@ -304,7 +311,7 @@ def _execute(
             threads_per_worker=1,
             lost=lost_cell,
         )
-    return run_local(cells, run, on_event)
+    return run_local(cells, run, on_event, lost=lost_cell)
 
 
 def lost_cell(cell: Cell, error: BaseException) -> CellOutcome:

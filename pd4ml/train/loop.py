@@ -588,7 +588,8 @@ class _Run:
             return float(loss / torch.maximum(weight, world.new_tensor(1e-30)))
 
         self.net.train()
-        result = find_learning_rate(train_step)
+        start, stop = self.recipe.find_range
+        result = find_learning_rate(train_step, start=start, stop=stop)
         self.lr_finder = result
         self.model.load_state_dict(saved_model)
         self.optimizer.load_state_dict(saved_optimizer)

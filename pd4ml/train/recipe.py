@@ -64,6 +64,9 @@ class Recipe:
         optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (momentum 0.9, Nesterov off).
         learning_rate: the base (peak) learning rate, or ``"find"``: an LR range test on the
             training data chooses it before training (plot saved in the run directory).
+        find_range: the (first, last) learning rate the range test sweeps; its suggestion is
+            at most a tenth of the last. Narrow it on small data, where the loss of the last
+            steps is noise and the widest sweep can suggest rates that kill the network.
         schedule: a schedule dataclass of :mod:`pd4ml.train.schedules` (``Constant()``,
             ``OneCycle(...)``, ``CosineRestarts(...)``, ``Plateau(...)``), stepped every
             optimizer step.
@@ -98,6 +101,7 @@ class Recipe:
 
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     learning_rate: float | Literal["find"] = 1e-3
+    find_range: tuple[float, float] = (1e-7, 10.0)
     schedule: Schedule = field(default_factory=OneCycle)
     epochs: int = 10
     batch_size: int = 256
@@ -142,6 +146,7 @@ class Recipe:
                     f"{self.learning_rate!r}"
                 )
             self._set_float("learning_rate", minimum=0.0, strict=True)
+        self._check_find_range()
         self._set_float("weight_decay", minimum=0.0)
         self._set_float("swa_start", minimum=0.0)
         if not self.swa_start < 1.0:
@@ -164,6 +169,21 @@ class Recipe:
                     f"Plateau(mode={wanted!r})"
                 )
 
+    def _check_find_range(self) -> None:
+        value = self.find_range
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise _wrong_type("find_range", value, "a (first, last) pair of learning rates")
+        pair = []
+        for rate in value:
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+                raise _wrong_type("find_range", value, "a (first, last) pair of learning rates")
+            pair.append(float(rate))
+        if not (all(math.isfinite(rate) for rate in pair) and 0 < pair[0] < pair[1]):
+            raise RecipeError(
+                f"Recipe.find_range must be finite rates with 0 < first < last, not {value!r}"
+            )
+        object.__setattr__(self, "find_range", (pair[0], pair[1]))
+
     def _set_float(self, name: str, *, minimum: float, strict: bool = False) -> None:
         value = getattr(self, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -184,7 +204,9 @@ class Recipe:
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict; the schedule as ``{"kind": "onecycle", <its fields>}``."""
         value = {
-            item.name: getattr(self, item.name)
+            item.name: list(getattr(self, item.name))
+            if isinstance(getattr(self, item.name), tuple)
+            else getattr(self, item.name)
             for item in dataclasses.fields(self)
             if item.name != "schedule"
         }
