@@ -51,7 +51,8 @@ METRIC_TITLES: dict[str, tuple[str, str]] = {
     "auc": ("AUC", "AUC"),
     "rejection_30": ("1/ε_B @ ε_S=0.3", r"$1/\varepsilon_B$ ($\varepsilon_S = 0.3$)"),
     "rejection_50": ("1/ε_B @ ε_S=0.5", r"$1/\varepsilon_B$ ($\varepsilon_S = 0.5$)"),
-    "ams": ("AMS", "AMS"),
+    "ams": ("AMS (private)", "AMS (private)"),
+    "ams_public": ("AMS (public)", "AMS (public)"),
     "mse": ("MSE", "MSE"),
     "resolution": ("resolution", "resolution"),
     "bias": ("bias", "bias"),
@@ -180,7 +181,7 @@ def _metrics_of(task: str, records: Iterable[Record]) -> tuple[str, ...]:
     names = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     present = {name for record in records for name in record.get("metrics", {})}
     if task == "classification" and "ams" in present:
-        names = (*names, "ams")
+        names = (*names, "ams", *(("ams_public",) if "ams_public" in present else ()))
     return names
 
 
@@ -333,9 +334,23 @@ class Column:
 
 def columns(section: Section) -> list[Column]:
     """The columns of a section's table."""
-    metric_columns = [
-        Column(METRIC_TITLES[name][0], METRIC_TITLES[name][1], name) for name in section.metrics
-    ]
+    units = sorted(
+        {
+            str(r["dataset"]["target_units"])
+            for r in section.records
+            if r["dataset"].get("target_units")
+        }
+    )
+    unit = units[0] if len(units) == 1 else None
+
+    def titles(name: str) -> tuple[str, str]:
+        text, latex = METRIC_TITLES[name]
+        if unit is None or name not in ("mse", "resolution", "bias"):
+            return text, latex
+        shown = f"{unit}²" if name == "mse" else unit
+        return f"{text} ({shown})", f"{latex} ({latex_escape(shown)})"
+
+    metric_columns = [Column(*titles(name), name) for name in section.metrics]
     return [
         Column("model", "model"),
         Column("profile", "profile"),
