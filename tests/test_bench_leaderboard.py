@@ -424,9 +424,16 @@ def test_regression_metrics_and_higgsml_ams() -> None:
     assert "| MSE | resolution | bias |" in header and "AUC" not in header
     higgs = example_record(
         dataset="higgsml",
-        metrics={"accuracy": 0.8, "auc": 0.9, "rejection_30": 50, "rejection_50": 20, "ams": 3.5},
+        metrics={"accuracy": 0.8, "auc": 0.9, "rejection_30": 50, "rejection_50": 20, "ams": 3.5}
+        | {"ams_public": 3.4},
     )
-    assert "| AMS |" in render_markdown([higgs])
+    assert "| AMS (private) | AMS (public) |" in render_markdown([higgs])
+    in_units = example_record(dataset="airshower")
+    in_units["dataset"]["target_units"] = "g/cm²"
+    header = next(
+        line for line in render_markdown([in_units]).splitlines() if line.startswith("| model")
+    )
+    assert "| MSE in (g/cm²)² | resolution in g/cm² | bias in g/cm² |" in header
 
 
 # --------------------------------------------------------------------------------------------

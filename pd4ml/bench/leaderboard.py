@@ -347,8 +347,8 @@ def columns(section: Section) -> list[Column]:
         text, latex = METRIC_TITLES[name]
         if unit is None or name not in ("mse", "resolution", "bias"):
             return text, latex
-        shown = f"{unit}²" if name == "mse" else unit
-        return f"{text} ({shown})", f"{latex} ({latex_escape(shown)})"
+        shown = f"({unit})²" if name == "mse" else unit
+        return f"{text} in {shown}", f"{latex} in {latex_escape(shown)}"
 
     metric_columns = [Column(*titles(name), name) for name in section.metrics]
     return [
