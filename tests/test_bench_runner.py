@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -39,6 +40,8 @@ from pd4ml.models import FCNConfig
 from pd4ml.train import Recipe
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Read at import: the suite's autouse fixture removes every PD4ML_* variable before a test runs.
+SCREENSHOT_DIR = os.environ.get("PD4ML_SCREENSHOT_DIR")
 ALL = tuple(runner_module.DEMO_EVENTS)
 #: Small demo files: (train, test) events per dataset.
 SMALL_EVENTS = {
@@ -170,6 +173,16 @@ def test_every_dataset_and_shared_model_gives_a_valid_synthetic_record(
     assert records["eos/fcn/seed-0"]["lr_finder"]["learning_rates"]
     for name in ("LEADERBOARD.md", "leaderboard.tex", "report/index.html"):
         assert (tmp_path / "run" / name).is_file(), name
+    # the report of this real run renders in Chromium: every plot, every table, no error
+    from tests.test_bench_report_browser import check_page
+
+    screenshot = tmp_path / "demo-report.png"
+    page = check_page(tmp_path / "run" / "report" / "index.html", screenshot)
+    assert page.problems == []
+    assert len(page.images) >= 8 * 3 and page.tables >= 8  # every dataset: its results table
+    if SCREENSHOT_DIR:
+        Path(SCREENSHOT_DIR).mkdir(parents=True, exist_ok=True)
+        shutil.copy(screenshot, Path(SCREENSHOT_DIR) / "pd4ml-demo-report.png")
     assert SYNTHETIC_NOTICE.split(":")[0] in (tmp_path / "run" / "LEADERBOARD.md").read_text()
 
 
