@@ -98,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "dask",
             "--scheduler",
             cluster.scheduler_address,
+            # the driver plans against the same shared cache the workers read
+            *(["--data-dir", options.data_dir] if options.data_dir else []),
         ]
         print("# running:", " ".join(command), file=sys.stderr)
         return subprocess.run(command, check=False).returncode

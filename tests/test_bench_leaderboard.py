@@ -707,3 +707,11 @@ def test_results_bibtex_cites_registered_models_and_names_where_doi_less_data_li
     assert "@article{Qu:2019gqs" in text
     assert "no DOI (url: syncandshare.desy.de [offline])" in text
     assert "no DOI (synthetic), real data" not in text
+
+
+def test_record_strings_cannot_inject_bibtex_entries() -> None:
+    record = example_record()
+    record["dataset"]["version"] = "v1\n@misc{injected, title={x}}\n%"
+    text = results_bibtex([record])
+    assert "@misc{injected" not in text
+    assert [key for key, _ in split_bibtex(text) if key == "injected"] == []

@@ -339,7 +339,7 @@ def test_bad_options_are_clear_errors(
 
 
 def test_repeated_names_are_one_cell(tmp_path: Path) -> None:
-    config = _config(tmp_path, ("higgsml", "higgsml"), models=("fcn", "fcn", "shared"))
+    config = _config(tmp_path, ("higgsml", "HiggsML"), models=("fcn", "fcn", "shared"))
     assert [cell.label for cell in plan(config).cells] == [
         "higgsml/fcn/seed-0",
         "higgsml/graphnet/seed-0",
@@ -644,3 +644,69 @@ sys.exit(code)
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "16 cell(s) run" in result.stdout and "leaked []" in result.stdout
+
+
+def test_an_interrupted_rerun_of_a_changed_cell_leaves_the_old_record(
+    small: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    config = _config(out, ("higgsml",), models=("fcn",))
+    run_bench(config)
+    path = out / "results" / "higgsml" / "fcn" / "seed-0.json"
+    before = path.read_bytes()
+    entry = bench_models_module._REGISTRY["fcn"]
+    monkeypatch.setitem(
+        bench_models_module._REGISTRY, "fcn", replace(entry, setup=_small_setup(entry.setup, 3))
+    )
+
+    def interrupted(cell: Cell) -> dict[str, Any]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cells_module, "_train_and_score", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_bench(config)
+    assert path.read_bytes() == before and finished_record_of(out, "higgsml/fcn/seed-0")
+    assert not (path.parent / "superseded").exists()
+
+
+def test_a_demo_cell_that_cannot_rebuild_its_files_is_a_synthetic_failed_record(
+    tmp_path: Path,
+) -> None:
+    (cell,) = plan(_config(tmp_path / "run", ("higgsml",), models=("fcn",))).pending
+    outcome = run_cell(cell)  # served files were never attached
+    assert outcome.status == "failed"
+    record = read_record(cell.path)
+    assert record["dataset"]["synthetic"] is True and record["synthetic_notice"]
+
+
+def test_a_worker_with_other_pd4ml_source_fails_its_cell(small: None, tmp_path: Path) -> None:
+    (cell,) = plan(_config(tmp_path / "run", ("higgsml",), models=("fcn",))).pending
+    outcome = run_cell(replace(cell, source_digest="0" * 16))
+    assert outcome.status == "failed" and "same pd4ml on every worker" in outcome.message
+
+
+def test_the_validation_cut_scale_is_the_training_set_yield_over_the_validation_part(
+    tmp_path: Path,
+) -> None:
+    """KaggleWeights of the set t sum to the full yield over train and val together, so the
+    validation events (a part of t) are scaled by Σ(train + val, full) / Σ(val used)."""
+    full = {"train": np.full(900, 2.0), "val": np.full(100, 2.0), "private_test": np.ones(50)}
+
+    class Fake:
+        @staticmethod
+        def load_data(split: str, **_: Any) -> dict[str, np.ndarray]:
+            return {"kaggle_weights": full[split]}
+
+    used = {split: {"kaggle_weights": values[:40]} for split, values in full.items()}
+    prepared = cells_module._Prepared(
+        Fake,  # type: ignore[arg-type]
+        used["train"],  # type: ignore[arg-type]
+        used["val"],  # type: ignore[arg-type]
+        {"private_test": used["private_test"]},  # type: ignore[dict-item]
+        0.0,
+    )
+    (cell,) = plan(_config(tmp_path, ("higgsml",), models=("fcn",))).cells
+    scale = cells_module._kaggle_scale(cell, prepared, ("train", "val"), ("val",))
+    assert scale == pytest.approx(2000.0 / 80.0)
+    private = cells_module._kaggle_scale(cell, prepared, ("private_test",), ("private_test",))
+    assert private == pytest.approx(50.0 / 40.0)

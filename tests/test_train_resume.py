@@ -103,6 +103,24 @@ def test_resuming_with_another_recipe_is_refused(tmp_path: Path) -> None:
         )
 
 
+def test_a_checkpoint_without_newer_recipe_fields_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint written before ``Recipe.find_range`` existed is the same recipe (the new
+    field takes its default), not "another recipe"."""
+    train = toy(100, 0)
+    real = Recipe.to_json
+
+    def older(self: Recipe) -> dict[str, Any]:
+        return {key: value for key, value in real(self).items() if key != "find_range"}
+
+    monkeypatch.setattr(Recipe, "to_json", older)
+    first = fit(tiny(train), train, recipe=RECIPE.replace(epochs=1), directory=tmp_path)
+    monkeypatch.setattr(Recipe, "to_json", real)
+    again = fit(tiny(train), train, recipe=RECIPE.replace(epochs=1), directory=tmp_path)
+    assert_same_weights(first.model, again.model)
+
+
 def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / FILENAME).write_bytes(b"not a checkpoint")
     train = toy(64, 0)

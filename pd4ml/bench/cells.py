@@ -81,6 +81,8 @@ class Cell:
             planned (so a worker runs exactly the configuration the key describes).
         architecture: the :mod:`pd4ml.models` architecture the cell builds.
         kind: ``shared`` or ``reference``.
+        source_digest: the pd4ml source digest the run was planned with (in the key); a worker
+            running other pd4ml code fails the cell instead of writing under that key.
     """
 
     dataset: str
@@ -97,6 +99,7 @@ class Cell:
     setup: Setup | None = None
     architecture: str = ""
     kind: Literal["shared", "reference"] = "shared"
+    source_digest: str = ""
 
     @property
     def path(self) -> Path:
@@ -298,7 +301,6 @@ def run_cell(cell: Cell) -> CellOutcome:
 
 
 def _run_cell(cell: Cell) -> CellOutcome:
-    _supersede(cell)  # before anything is written into the cell's directory
     started_at = utc_now()
     started = time.perf_counter()
     sampler = MemorySampler()
@@ -323,6 +325,15 @@ def _run_cell(cell: Cell) -> CellOutcome:
     for name in ("prepare_seconds", "train_seconds", "inference_seconds"):
         record["timing"].setdefault(name, 0.0)
     record["memory"] = sampler.to_json()
+    staged = record.pop("_staged_predictions", None)
+    if status == "failed" and staged is not None:
+        Path(staged).unlink(missing_ok=True)
+        staged = None
+    # the older record (and its predictions) moves aside only now, when the new one is ready:
+    # a cell killed before this point leaves the old record where it was
+    _supersede(cell)
+    if staged is not None:
+        os.replace(staged, predictions_path(cell))
     try:
         write_record(cell.path, _complete(cell, record))
     except RecordError as error:
@@ -335,6 +346,7 @@ def _run_cell(cell: Cell) -> CellOutcome:
         failed = _failed_parts(cell, error)
         failed.update(status="failed", timing=record["timing"], memory=record["memory"])
         write_record(cell.path, _complete(cell, failed))
+        predictions_path(cell).unlink(missing_ok=True)
         status = "failed"
     return CellOutcome(cell, status, str(cell.path), seconds, message)
 
@@ -354,6 +366,12 @@ def _train_and_score(cell: Cell) -> dict[str, Any]:
     from pd4ml.train import fit
     from pd4ml.train.predict import predict
 
+    here = code_version()["source_digest"]
+    if cell.source_digest and here != cell.source_digest:
+        raise BenchError(
+            f"this process runs pd4ml source {here}, but the run was planned with "
+            f"{cell.source_digest}: install the same pd4ml on every worker"
+        )
     kind, architecture, setup = cell_model(cell)
     recipe = setup.recipe.replace(seed=cell.seed, threads=cell.threads)
     torch.set_num_threads(cell.threads)
@@ -387,7 +405,9 @@ def _train_and_score(cell: Cell) -> dict[str, Any]:
     }
     if task == "regression" and cell.dataset in TARGET_UNITS:
         record["dataset"]["target_units"] = TARGET_UNITS[cell.dataset]
-    record["predictions"] = _save_predictions(cell, predictions)
+    saved = _save_predictions(cell, predictions)
+    record["_staged_predictions"] = saved.pop("_staged")
+    record["predictions"] = saved
     metrics, curves = _score(cell, prepared, predictions, task)
     if cell.dataset == "higgsml" and {"public_test", "private_test"} <= set(predictions):
         validation = np.asarray(
@@ -417,8 +437,9 @@ def predictions_path(cell: Cell) -> Path:
 
 
 def _save_predictions(cell: Cell, predictions: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Save the test predictions (float32, splits concatenated) atomically beside the record,
-    so every metric can be recomputed from them and the test labels."""
+    """Write the test predictions (float32, splits concatenated), fsynced, to a temporary file
+    beside the record; :func:`run_cell` renames it into place just before the record is
+    written, so every metric can be recomputed from them and the test labels."""
     array = np.concatenate([predictions[split] for split in predictions]).astype(np.float32)
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
@@ -431,14 +452,15 @@ def _save_predictions(cell: Cell, predictions: Mapping[str, np.ndarray]) -> dict
             handle.flush()
             os.fsync(handle.fileno())
         digest = hashlib.sha256(temporary.read_bytes()).hexdigest()
-        os.replace(temporary, target)
-    finally:
+    except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
     return {
         "file": target.name,
         "sha256": digest,
         "splits": list(predictions),
         "n_events": int(array.shape[0]),
+        "_staged": str(temporary),
     }
 
 
@@ -493,19 +515,34 @@ def _in_target_units(cls: type[Dataset], part: PreparedData, values: np.ndarray)
     return np.asarray(inverse(values, part), dtype=np.float64)
 
 
-def _kaggle_scale(cell: Cell, prepared: _Prepared, splits: Sequence[str]) -> float:
-    """The factor that turns the KaggleWeights of the events a cell scored into full-set
-    yields: the sum over the whole ``splits`` (one Kaggle set) over the sum over the part
-    used (1 when every event was used)."""
+def _kaggle_scale(
+    cell: Cell, prepared: _Prepared, whole: Sequence[str], scored: Sequence[str]
+) -> float:
+    """The factor that turns the KaggleWeights of the ``scored`` events into full-set yields:
+    the sum over the whole Kaggle set (the full splits ``whole``) over the sum over the events
+    scored (the parts of ``scored`` the cell used). The validation split is a part of the
+    training set t, whose KaggleWeights sum to the full yield over train and val together."""
     settings = settings_for(cell)
     params = dict(cell_model(cell)[2].load_params)
     graph = bool(params.pop("graph", False))
     used = {"train": prepared.train, "val": prepared.val, **prepared.tests}
-    total = part = 0.0
-    for split in splits:
-        full = prepared.cls.load_data(split, graph=graph, settings=settings, **params)
-        total += float(np.sum(np.asarray(full["kaggle_weights"], dtype=np.float64)))
-        part += float(np.sum(np.asarray(used[split]["kaggle_weights"], dtype=np.float64)))
+    total = sum(
+        float(
+            np.sum(
+                np.asarray(
+                    prepared.cls.load_data(split, graph=graph, settings=settings, **params)[
+                        "kaggle_weights"
+                    ],
+                    dtype=np.float64,
+                )
+            )
+        )
+        for split in whole
+    )
+    part = sum(
+        float(np.sum(np.asarray(used[split]["kaggle_weights"], dtype=np.float64)))
+        for split in scored
+    )
     return total / part if part > 0 else 1.0
 
 
@@ -525,7 +562,7 @@ def _higgsml_ams(
 
     labels = np.asarray(prepared.val["labels"])
     weights = np.asarray(prepared.val["kaggle_weights"], dtype=np.float64)
-    scale = _kaggle_scale(cell, prepared, ("train", "val"))
+    scale = _kaggle_scale(cell, prepared, ("train", "val"), ("val",))
     _, threshold = m.best_ams(labels, validation.reshape(-1), weights, scale=scale)
     values = {"ams_threshold": float(threshold)}
     for split, name in (("private_test", "ams"), ("public_test", "ams_public")):
@@ -535,7 +572,7 @@ def _higgsml_ams(
             np.asarray(part["labels"]),
             selected,
             np.asarray(part["kaggle_weights"], dtype=np.float64),
-            scale=_kaggle_scale(cell, prepared, (split,)),
+            scale=_kaggle_scale(cell, prepared, (split,), (split,)),
         )
     return values
 
@@ -633,7 +670,8 @@ def _base_parts(
         else "unknown (not fetched; the version pins no checksum)"
         for entry in version.files
     }
-    synthetic = bool(version.synthetic)
+    # a demo cell is synthetic even when its served files could not be rebuilt (fail closed)
+    synthetic = bool(version.synthetic) or cell.source == "demo"
     record: dict[str, Any] = {
         "schema": SCHEMA_ID,
         "cell": {

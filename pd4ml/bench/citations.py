@@ -68,7 +68,7 @@ def results_bibtex(directories_or_records: Sequence[Path | str | Mapping[str, An
         )
         kind = "SYNTHETIC" if is_synthetic(record) else "real data"
         datasets.setdefault(record["cell"]["dataset"], set()).add(
-            f"version {dataset['version']}, DOI {doi}, {kind}"
+            _comment_text(f"version {dataset['version']}, DOI {doi}, {kind}")
         )
     if not records:
         header.append("% No records were found; only pd4ml itself is cited.")
@@ -123,3 +123,11 @@ def _model_citations(records: Sequence[Mapping[str, Any]]) -> list[str]:
     models = bench_models()
     names = sorted({str(record["model"]["name"]) for record in records})
     return [models[name].citation for name in names if name in models and models[name].citation]
+
+
+def _comment_text(text: str) -> str:
+    """Record text safe in a BibTeX comment line: one line, and no ``@`` (which would open an
+    entry; BibTeX has no comment syntax that protects one)."""
+    return "".join(
+        " " if ord(character) < 32 or ord(character) == 127 else character for character in text
+    ).replace("@", "(at)")

@@ -103,12 +103,33 @@ _SOURCE_SUFFIXES = (".py", ".toml", ".json")
 _source_digests: dict[tuple[tuple[str, int, int], ...], str] = {}
 
 
+#: Modules that present results but never change one (an edit to them is not a new cell).
+PRESENTATION_MODULES = frozenset(
+    {
+        "pd4ml/cli.py",
+        "pd4ml/bench/cli.py",
+        "pd4ml/bench/display.py",
+        "pd4ml/bench/leaderboard.py",
+        "pd4ml/bench/report.py",
+        "pd4ml/bench/published.py",
+        "pd4ml/bench/citations.py",
+    }
+)
+
+
 def _source_files(roots: list[Path]) -> list[tuple[str, Path]]:
     files = []
     for root in roots:
         for path in root.rglob("*"):
-            if path.suffix in _SOURCE_SUFFIXES and "__pycache__" not in path.parts:
-                files.append((f"{root.name}/{path.relative_to(root).as_posix()}", path))
+            label = f"{root.name}/{path.relative_to(root).as_posix()}"
+            if (
+                path.suffix in _SOURCE_SUFFIXES
+                and "__pycache__" not in path.parts
+                and not path.name.startswith(".")  # editor lock and swap files
+                and label not in PRESENTATION_MODULES
+                and path.is_file()  # no dangling links
+            ):
+                files.append((label, path))
     return sorted(files)
 
 
@@ -119,7 +140,11 @@ def source_digest(roots: list[Path] | None = None) -> str:
 
     Any edit changes it, committed or not, tracked or not, so two different working trees on
     one commit never share a benchmark cell, and an installed wheel is identified by its files
-    rather than its version string alone. Memoised on the files' sizes and modification times.
+    rather than its version string alone. The modules that only present results
+    (:data:`PRESENTATION_MODULES`: the command lines, the display, the leaderboard, report,
+    published figures and citations) are left out, so editing them recomputes nothing. It
+    describes the files on disk (not code changed in a running interpreter), memoised on their
+    sizes and modification times.
     """
     if roots is None:
         roots = [Path(pd4ml.__file__).resolve().parent]
@@ -128,12 +153,21 @@ def source_digest(roots: list[Path] | None = None) -> str:
             location = Path(str(getattr(module, "__file__", "") or "")).resolve().parent
             if location.is_dir() and not location.is_relative_to(roots[0]):
                 roots.append(location)
-    files = _source_files(roots)
-    stamp = tuple((label, path.stat().st_size, path.stat().st_mtime_ns) for label, path in files)
+    files = []
+    for label, path in _source_files(roots):
+        try:
+            files.append((label, path, path.stat()))
+        except OSError:  # removed while we looked
+            continue
+    stamp = tuple((label, info.st_size, info.st_mtime_ns) for label, _, info in files)
     if stamp not in _source_digests:
         digest = hashlib.sha256()
-        for label, path in files:
-            digest.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
+        for label, path, _ in files:
+            try:
+                content = path.read_bytes()
+            except OSError:
+                continue
+            digest.update(label.encode() + b"\0" + content + b"\0")
         _source_digests.clear()
         _source_digests[stamp] = digest.hexdigest()[:16]
     return _source_digests[stamp]

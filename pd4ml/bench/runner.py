@@ -21,6 +21,7 @@ from pd4ml.bench.cells import Cell, CellOutcome, configuration_key, dataset_vers
 from pd4ml.bench.errors import BenchError
 from pd4ml.bench.executors import CellEvent, run_dask, run_local
 from pd4ml.bench.models import check_profile, select_models
+from pd4ml.bench.provenance import code_version
 from pd4ml.datasets.registry import datasets as registered_datasets
 from pd4ml.datasets.registry import get as get_dataset
 from pd4ml.testing.served import ServedFiles, serve_synthetic
@@ -82,7 +83,10 @@ class BenchConfig:
     def __post_init__(self) -> None:
         check_profile(self.profile)
         # each name once, in the order given (a repeated name is not a second cell)
-        object.__setattr__(self, "datasets", tuple(dict.fromkeys(self.datasets)))
+        # (dataset aliases resolve to their names first: UnknownNameError with a suggestion)
+        object.__setattr__(
+            self, "datasets", tuple(dict.fromkeys(get_dataset(name).name for name in self.datasets))
+        )
         object.__setattr__(self, "models", tuple(dict.fromkeys(self.models)))
         if self.workers is not None and (
             isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1
@@ -90,8 +94,6 @@ class BenchConfig:
             raise BenchError(f"workers must be a whole number ≥ 1, not {self.workers!r}")
         if not self.datasets:
             raise BenchError("name at least one dataset (--datasets NAME …) or use --all")
-        for name in self.datasets:
-            get_dataset(name)  # UnknownNameError with a suggestion
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
             raise BenchError(f"seeds must be a whole number ≥ 1, not {self.seeds!r}")
         if self.source not in ("archive", "demo"):
@@ -152,6 +154,7 @@ def plan(config: BenchConfig) -> Plan:
     )
     cells: list[Cell] = []
     notices: list[str] = []
+    digest = code_version()["source_digest"]
     for dataset in config.datasets:
         if config.source == "archive" and config.skip_unpublished:
             reason = _unpublished(dataset, config.data_dir)
@@ -183,6 +186,7 @@ def plan(config: BenchConfig) -> Plan:
                         setup=setup,
                         architecture=model.architecture,
                         kind=model.kind,
+                        source_digest=digest,
                     )
                 )
     pending = tuple(cell for cell in cells if not finished_record(cell))

@@ -551,8 +551,16 @@ class _Run:
         return None
 
     def _check_compatible(self, state: Mapping[str, Any]) -> None:
-        stored = {k: v for k, v in state["recipe"].items() if k not in _RESUMABLE_CHANGES}
+        recorded = dict(state["recipe"])
+        # a checkpoint of an older pd4ml lacks newer fields: compare with their defaults
+        with contextlib.suppress(RecipeError):
+            recorded = Recipe.from_json(recorded).to_json()
+        if self.recipe.learning_rate != "find":
+            recorded.pop("find_range", None)  # the sweep range matters only to "find"
+        stored = {k: v for k, v in recorded.items() if k not in _RESUMABLE_CHANGES}
         current = {k: v for k, v in self.recipe.to_json().items() if k not in _RESUMABLE_CHANGES}
+        if self.recipe.learning_rate != "find":
+            current.pop("find_range", None)
         different = sorted(key for key in current if stored.get(key) != current[key])
         if different or int(state["seed"]) != self.seed:
             raise CheckpointError(
