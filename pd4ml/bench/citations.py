@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pd4ml.bench.leaderboard import SYNTHETIC_NOTICE, is_synthetic, load_records
+from pd4ml.bench.leaderboard import SYNTHETIC_NOTICE, is_synthetic, load_records, one_line
 from pd4ml.bench.published import published_figures
 from pd4ml.citation import package_bibtex
 from pd4ml.errors import Pd4mlError
@@ -128,6 +128,4 @@ def _model_citations(records: Sequence[Mapping[str, Any]]) -> list[str]:
 def _comment_text(text: str) -> str:
     """Record text safe in a BibTeX comment line: one line, and no ``@`` (which would open an
     entry; BibTeX has no comment syntax that protects one)."""
-    return "".join(
-        " " if ord(character) < 32 or ord(character) == 127 else character for character in text
-    ).replace("@", "(at)")
+    return one_line(text).replace("@", "(at)")

@@ -508,7 +508,7 @@ def std_explanation() -> str:
 # Markdown
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     """``text`` with every control character (newlines included) replaced by a space."""
     return "".join(
         " " if ord(character) < 32 or ord(character) == 127 else character
@@ -519,7 +519,7 @@ def _one_line(text: str) -> str:
 def _markdown_escape(text: str) -> str:
     """One table-cell line of ``text``: HTML-escaped (a record's strings never become markup
     in a Markdown viewer) and with ``|`` escaped."""
-    return html.escape(_one_line(text), quote=False).replace("|", "\\|")
+    return html.escape(one_line(text), quote=False).replace("|", "\\|")
 
 
 def render_markdown(records: Sequence[Record]) -> str:
@@ -646,7 +646,7 @@ _LATEX_SPECIAL = {
 
 def latex_escape(text: str) -> str:
     """``text`` with LaTeX's special characters escaped and a few symbols in math mode."""
-    return "".join(_LATEX_SPECIAL.get(character, character) for character in _one_line(text))
+    return "".join(_LATEX_SPECIAL.get(character, character) for character in one_line(text))
 
 
 def _latex_summary(summary: Summary) -> str:
@@ -671,7 +671,7 @@ def render_latex(records: Sequence[Record]) -> str:
     ]
     for heading, entries in provenance_items(summary):
         lines.append(f"% {heading}:")
-        lines += [f"%   {_one_line(entry)}" for entry in entries]
+        lines += [f"%   {one_line(entry)}" for entry in entries]
     if summary.synthetic:
         lines += ["", f"\\noindent\\textbf{{{latex_escape(summary.notice)}}}\\par"]
     if summary.mixed:
